@@ -1,0 +1,16 @@
+// The nibble subcommands. Each takes the arguments after its name and returns the exit code;
+// errors a user can cause are thrown as nibble::error and printed by main.
+#pragma once
+
+#include <span>
+#include <string>
+
+namespace nibble {
+
+using command_args = std::span<const std::string>;
+
+int cmd_inspect(command_args args);
+int cmd_quantize(command_args args);
+int cmd_synth(command_args args);
+
+}  // namespace nibble
