@@ -1,5 +1,7 @@
 // A Hugging Face checkpoint folder: config.json, and weights in model.safetensors or in shards listed by
 // model.safetensors.index.json ("weight_map": tensor -> file). All files are mmap'd; tensors are views.
+// Weight files are looked up as transformers does: model.safetensors, else the index, else every
+// *.safetensors file in the folder. Tensors a shard holds beyond the weight_map are kept.
 #pragma once
 
 #include <map>
@@ -13,7 +15,7 @@
 namespace nibble {
 
 class checkpoint {
-public:
+  public:
     // Opens `dir`. Fails (naming the file) when there is no weight file, a shard named by the index is
     // missing or malformed, the index maps a tensor to a file that does not hold it, or a tensor name
     // appears in two files.
@@ -26,11 +28,12 @@ public:
     const tensor_view& get(const std::string& name) const;
     // All tensors, by name.
     const std::map<std::string, tensor_view>& tensors() const { return tensors_; }
-    // The weight files, in name order.
+    // The weight files (paths: dir + "/" + name), in name order.
     std::vector<std::string> files() const;
+    // Sum of the tensors' byte sizes (headers and gaps not counted).
     uint64_t total_bytes() const;
 
-private:
+  private:
     std::string dir_;
     std::vector<std::unique_ptr<mapped_file>> files_;
     std::map<std::string, tensor_view> tensors_;
@@ -38,6 +41,7 @@ private:
 
 // Reads a whole text file; fails naming the path.
 std::string read_text_file(const std::string& path);
+// True for an existing regular file (symlinks followed); false for folders.
 bool file_exists(const std::string& path);
 
 }  // namespace nibble

@@ -42,7 +42,7 @@ safetensors_header safetensors_parse(const uint8_t* bytes, uint64_t size, std::s
 
 // A read-only memory map of a whole file (empty files map to nothing).
 class mapped_file {
-public:
+  public:
     explicit mapped_file(const std::string& path);  // fails with the path and errno text
     ~mapped_file();
     mapped_file(const mapped_file&) = delete;
@@ -51,7 +51,7 @@ public:
     uint64_t size() const { return size_; }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     std::string path_;
     const uint8_t* data_ = nullptr;
     uint64_t size_ = 0;
@@ -61,19 +61,22 @@ private:
 // bytes are appended in that order, in as many pieces as the caller likes. finish() checks that
 // every tensor got exactly its byte count. Nothing is held in memory but the header.
 class safetensors_writer {
-public:
+  public:
     safetensors_writer(const std::string& path, std::vector<safetensors_entry> tensors,
                        const std::map<std::string, std::string>& metadata = {});
-    ~safetensors_writer();
+    ~safetensors_writer();  // an unfinished writer removes its partial file
+    safetensors_writer(const safetensors_writer&) = delete;
+    safetensors_writer& operator=(const safetensors_writer&) = delete;
     // Appends bytes to the current tensor (moving on to the next one when it is full).
     void write(const void* data, size_t n);
     // Skips n zero bytes of tensor data as a sparse hole (for data-less layout checkpoints).
     void skip(size_t n);
+    // Fails (naming the short tensor) unless every byte was written or skipped; then closes the file.
     void finish();
     // The tensors as planned, with offsets filled in.
     const std::vector<safetensors_entry>& tensors() const { return tensors_; }
 
-private:
+  private:
     std::string path_;
     std::vector<safetensors_entry> tensors_;
     int fd_ = -1;
