@@ -1,8 +1,126 @@
-#include "cli/commands.h"
+// nibble quantize IN OUT --scheme nvfp4|nvfp4a16|fp8-dynamic|fp8-block|mxfp4a16
+//                 [--format compressed-tensors|modelopt] [--calib TEXTFILE]
+// Reads a BF16/F16/F32 Hugging Face checkpoint and writes one that vLLM loads unchanged.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cli/args.h"
+#include "cli/staged_dir.h"
 #include "core/error.h"
+#include "core/formats.h"
+#include "loader/model_loader.h"
+#include "loader/model_writer.h"
 
 namespace nibble {
 
-int cmd_quantize(command_args) { fail("quantize: being written"); }
+namespace {
+
+const char* k_usage =
+    "nibble quantize IN OUT --scheme nvfp4|nvfp4a16|fp8-dynamic|fp8-block|mxfp4a16\n"
+    "                [--format compressed-tensors|modelopt] [--calib TEXTFILE] [--max-shard-size GB]";
+
+void read_floats(const tensor_view& t, std::vector<float>& out) {
+    out.resize(size_t(t.numel()));
+    const int64_t n = t.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) out[size_t(i)] = load_float(t.type, t.data, size_t(i));
+}
+
+// The source checkpoint's tensors, converted on the fly.
+class checkpoint_source : public model_source {
+public:
+    explicit checkpoint_source(const checkpoint& ck) : ck_(ck) {}
+
+    void plain(const plain_desc& d, dtype t, const byte_sink& sink) override {
+        const tensor_view& v = ck_.get(d.name);
+        if (v.type == t) {
+            sink(v.data, v.n_bytes);  // unchanged bytes
+            return;
+        }
+        std::vector<float> f;
+        read_floats(v, f);
+        out_write_floats(t, f.data(), f.size(), sink);
+    }
+    void linear(const linear_desc& d, std::vector<float>& w, std::vector<float>& bias) override {
+        read_floats(ck_.get(d.name + ".weight"), w);
+        bias.clear();
+        if (d.bias) read_floats(ck_.get(d.name + ".bias"), bias);
+    }
+    float input_amax(const linear_desc& d) override {
+        fail("module {}: W4A4 input scales need calibration statistics", d.name);
+    }
+
+private:
+    const checkpoint& ck_;
+};
+
+}  // namespace
+
+int cmd_quantize(command_args args) {
+    arg_parser a(args, {"--scheme", "--format", "--calib", "--max-shard-size"}, {"--help"});
+    if (a.has("--help")) {
+        std::printf("usage: %s\n", k_usage);
+        return 0;
+    }
+    a.expect_positionals(2, 2, k_usage);
+    const std::string in = a.positionals()[0], out_path = a.positionals()[1];
+    auto scheme = a.get("--scheme");
+    if (!scheme) fail("--scheme is required; usage: {}", k_usage);
+    out_config oc = out_config_parse(*scheme, a.get_or("--format", "compressed-tensors"), false);
+    if (a.get("--calib"))
+        fail("--calib needs the CPU engine (a forward pass over the calibration text), which this build does not "
+             "have yet");
+    if (oc.scheme == out_scheme_nvfp4)
+        fail("--scheme nvfp4 (W4A4) needs activation statistics for its input global scales: pass --calib TEXTFILE, "
+             "or use --scheme nvfp4a16 (weight-only)");
+
+    std::string cfg_path = in + "/config.json";
+    nlohmann::json cj = nlohmann::json::parse(read_text_file(cfg_path), nullptr, false);
+    if (cj.is_discarded()) fail("{}: not valid JSON", cfg_path);
+    model_config c = model_config_parse(cj, cfg_path);
+    quant_config existing = quant_config_load(in, cj);
+    if (existing.method != quant_method_none)
+        fail("{} is already quantized ({}); nibble quantize reads BF16/F16/F32 checkpoints", in, existing.describe());
+    checkpoint ck(in);
+    // Validates every tensor's presence, dtype and shape before anything is written.
+    model_weights w = model_weights_map(ck, c, existing);
+    oc.dense_dtype = w.embed.type;
+    // K must fit the block of the scheme: out_linear_entries refuses, naming the module.
+    for (const linear_desc& d : model_layout_of(c).linears) out_linear_entries(oc, d);
+
+    std::set<std::string> known;
+    model_layout layout = model_layout_of(c);
+    for (const plain_desc& d : layout.plains) known.insert(d.name);
+    for (const linear_desc& d : layout.linears) {
+        known.insert(d.name + ".weight");
+        known.insert(d.name + ".bias");
+    }
+    if (c.tie_word_embeddings) known.insert("lm_head.weight");
+    std::vector<std::string> skipped;
+    for (const auto& [name, t] : ck.tensors())
+        if (!known.count(name)) skipped.push_back(name);
+
+    staged_dir out(out_path);
+    checkpoint_source src(ck);
+    model_write_options opt;
+    opt.progress_label = "quantize " + out_scheme_name(oc.scheme);
+    opt.max_shard_bytes = uint64_t(a.get_double("--max-shard-size", 5.0) * 1e9);
+    uint64_t bytes = model_write(out.path(), c, oc, src, opt);
+
+    cj["quantization_config"] = out_quantization_config(oc);
+    write_text_file(out.path() + "/config.json", cj.dump(2) + "\n");
+    if (oc.format == out_format_modelopt)
+        write_text_file(out.path() + "/hf_quant_config.json", out_hf_quant_config(oc).dump(2) + "\n");
+    copy_model_side_files(in, out.path());
+    out.commit();
+    std::printf("wrote %s: %s %s (%s), %.3f GB from %.3f GB\n", out_path.c_str(), model_arch_name(c.arch),
+                out_scheme_name(oc.scheme).c_str(), oc.format == out_format_ct ? "compressed-tensors" : "modelopt",
+                bytes / 1e9, ck.total_bytes() / 1e9);
+    if (!skipped.empty())
+        std::printf("note: %zu tensor(s) that are not model weights were not copied (first: %s)\n", skipped.size(),
+                    skipped[0].c_str());
+    return 0;
+}
 
 }  // namespace nibble
