@@ -18,6 +18,7 @@ const command k_commands[] = {
     {"inspect", nibble::cmd_inspect, "parameters, formats and bytes per token; predicted decode speed"},
     {"quantize", nibble::cmd_quantize, "quantize a BF16/F16/F32 checkpoint to NVFP4, FP8 or MXFP4"},
     {"synth", nibble::cmd_synth, "write a random-weight checkpoint for a config.json, in any scheme"},
+    {"template", nibble::cmd_template, "render a conversation with a model folder's chat template"},
     {"tokenize", nibble::cmd_tokenize, "text -> token ids with a model folder's tokenizer.json"},
     {"detokenize", nibble::cmd_detokenize, "token ids -> text with a model folder's tokenizer.json"},
 };
