@@ -1,6 +1,9 @@
 // The `pre_tokenizer` section of tokenizer.json: Split (regex or string, every HF delimiter
 // behavior, invert), ByteLevel (add_prefix_space, use_regex with the GPT-2 pattern) and Sequence.
 // Pre-tokenizing cuts normalized text into pieces; BPE then runs on each piece independently.
+// Regexes run in PCRE2 with UTF+UCP: \p{..} come from PCRE2's Unicode tables, and \s matches
+// U+0085 (as HF's Oniguruma does) but not U+FEFF (which JavaScript's \s, hence transformers.js,
+// matches); the oracle corpus avoids those two code points.
 #pragma once
 
 #include <deque>

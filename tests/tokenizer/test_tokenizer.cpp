@@ -270,3 +270,48 @@ TEST(tokenizer_bpe, very_long_pieces_are_linear_enough) {
 }
 
 }  // namespace
+
+namespace {
+
+// A SentencePiece-style BPE (no ByteLevel): Prepend/Replace normalizer, byte_fallback, and the
+// Replace/ByteFallback/Fuse/Strip decoder chain.
+TEST(tokenizer_bpe, byte_fallback_and_metaspace_style_decoder) {
+    const std::string sp = "\xE2\x96\x81";  // ▁
+    json vocab = json::object();
+    int id = 0;
+    for (int b = 0; b < 256; ++b) {
+        char name[8];
+        std::snprintf(name, sizeof name, "<0x%02X>", b);
+        vocab[name] = id++;
+    }
+    for (std::string s : {sp, std::string("h"), std::string("i"), sp + "h", sp + "hi"}) vocab[s] = id++;
+    json j = {
+        {"normalizer",
+         {{"type", "Sequence"},
+          {"normalizers",
+           json::array({{{"type", "Prepend"}, {"prepend", sp}},
+                        {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", sp}}})}}},
+        {"pre_tokenizer", nullptr},
+        {"decoder",
+         {{"type", "Sequence"},
+          {"decoders", json::array({{{"type", "Replace"}, {"pattern", {{"String", sp}}}, {"content", " "}},
+                                    {{"type", "ByteFallback"}},
+                                    {{"type", "Fuse"}},
+                                    {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}}},
+        {"model",
+         {{"type", "BPE"},
+          {"vocab", vocab},
+          {"merges", json::array({sp + " h", sp + "h i"})},
+          {"byte_fallback", true}}}};
+    nibble::tokenizer t = load(j);
+    // "hi é" -> ▁hi ▁ <0xC3> <0xA9>
+    ids got = t.encode("hi \xC3\xA9");
+    EXPECT_EQ(got, ids({260, 256, 0xC3, 0xA9}));
+    EXPECT_EQ(t.decode(got), "hi \xC3\xA9");
+    nibble::stream_decoder sd(t);
+    std::string out;
+    for (int32_t i : got) out += sd.push(i);
+    EXPECT_EQ(out + sd.flush(), "hi \xC3\xA9");
+}
+
+}  // namespace
