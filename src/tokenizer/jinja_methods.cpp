@@ -327,16 +327,53 @@ value dict_method(const value& dict, const std::string& name) {
 
 }  // namespace
 
+// Python's full case mapping where one code point becomes several (SpecialCasing.txt).
+const char* special_upper(uint32_t cp) {
+    switch (cp) {
+        case 0xDF:
+            return "SS";
+        case 0xFB00:
+            return "FF";
+        case 0xFB01:
+            return "FI";
+        case 0xFB02:
+            return "FL";
+        case 0xFB03:
+            return "FFI";
+        case 0xFB04:
+            return "FFL";
+        case 0xFB05:
+        case 0xFB06:
+            return "ST";
+        case 0x149:
+            return "\u02BCN";
+        default:
+            return nullptr;
+    }
+}
+
 std::string str_upper(const std::string& s) {
-    std::vector<uint32_t> cps = utf8_decode(s);
-    for (uint32_t& cp : cps) cp = cp_upper(cp);
-    return utf8_encode(cps);
+    std::string out;
+    for (uint32_t cp : utf8_decode(s)) {
+        if (const char* sp = special_upper(cp))
+            out += sp;
+        else
+            out += utf8_encode({cp_upper(cp)});
+    }
+    return out;
 }
 
 std::string str_lower(const std::string& s) {
-    std::vector<uint32_t> cps = utf8_decode(s);
-    for (uint32_t& cp : cps) cp = cp_lower(cp);
-    return utf8_encode(cps);
+    std::vector<uint32_t> out;
+    for (uint32_t cp : utf8_decode(s)) {
+        if (cp == 0x130) {  // İ -> i + combining dot above
+            out.push_back('i');
+            out.push_back(0x307);
+        } else {
+            out.push_back(cp_lower(cp));
+        }
+    }
+    return utf8_encode(out);
 }
 
 std::string str_capitalize(const std::string& s) {

@@ -582,6 +582,8 @@ class parser {
             } else if (is_op("(")) {
                 next();
                 auto c = make_expr(expr_kind_call, t);
+                c->line = e->line;  // errors point at the callee
+                c->col = e->col;
                 c->a = std::move(e);
                 parse_call_args(*c);
                 e = std::move(c);
