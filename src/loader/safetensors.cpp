@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "core/error.h"
@@ -52,16 +53,21 @@ std::string offsets_str(uint64_t begin, uint64_t end) {
 // Parses the header text strictly: syntax errors become nibble::error with the byte position; duplicate
 // keys (which nlohmann would silently merge) and nesting deeper than the format allows are rejected.
 json parse_json(std::string_view text, std::string_view file) {
-    // Per open object: the keys seen so far. The innermost tensor name is kept for messages.
+    // Per open object: the keys seen so far.
     std::vector<std::set<std::string>> keys;
-    std::string tensor;
+    std::optional<std::string> tensor;  // the current top-level key
+    auto where = [&]() -> std::string {
+        if (!tensor) return "header";
+        if (*tensor == "__metadata__") return *tensor;
+        return "tensor " + quote_name(*tensor);
+    };
     auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
         switch (event) {
             case json::parse_event_t::object_start:
             case json::parse_event_t::array_start:
                 // header {} -> entry {} -> shape [] is the deepest legal nesting.
                 if (depth > 2)
-                    fail("{}: tensor {}: unexpected nested {} (depth {})", file, quote_name(tensor),
+                    fail("{}: {}: unexpected nested {} (depth {})", file, where(),
                          event == json::parse_event_t::object_start ? "object" : "array", depth);
                 if (event == json::parse_event_t::object_start) keys.emplace_back();
                 break;
@@ -73,7 +79,7 @@ json parse_json(std::string_view text, std::string_view file) {
                 if (depth == 1) tensor = k;
                 if (!keys.back().insert(k).second) {
                     if (depth == 1) fail("{}: header has two entries named {}", file, quote_name(k));
-                    fail("{}: tensor {}: duplicate field {}", file, quote_name(tensor), quote_name(k));
+                    fail("{}: {}: duplicate field {}", file, where(), quote_name(k));
                 }
                 break;
             }

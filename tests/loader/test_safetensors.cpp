@@ -270,6 +270,9 @@ TEST(safetensors_hostile, fields_missing_extra_duplicate_nested) {
                     "two entries named \"t\"");
     EXPECT_CONTAINS(parse_header_error(R"({"t":{"dtype":"U8","shape":[[1]],"data_offsets":[0,1]}})"),
                     "tensor \"t\"", "nested array");
+    EXPECT_CONTAINS(parse_header_error(R"({"__metadata__":{"a":"1","a":"2"}})"),
+                    "model.safetensors: __metadata__: duplicate field \"a\"");
+    EXPECT_CONTAINS(parse_header_error("[[[[1]]]]"), "model.safetensors: header: unexpected nested array");
     std::string deep(100000, '[');
     EXPECT_CONTAINS(parse_header_error("{\"t\":" + deep), "tensor \"t\"", "nested array");
 }
