@@ -50,8 +50,13 @@ struct accumulator {
 }  // namespace
 
 model_bytes model_bytes_of(const model_config& c, const model_weights& w) {
-    accumulator attn{{"attention"}}, mlp{{"mlp"}}, experts{{"experts"}}, router{{"router"}}, embed{{"embeddings"}},
-        head{{"lm_head"}}, norms{{"norms"}};
+    auto named = [](const char* role) {
+        accumulator a;
+        a.r.role = role;
+        return a;
+    };
+    accumulator attn = named("attention"), mlp = named("mlp"), experts = named("experts"), router = named("router"),
+                embed = named("embeddings"), head = named("lm_head"), norms = named("norms");
     for (const layer_weights& l : w.layers) {
         for (const linear_weight* x : {&l.q, &l.k, &l.v, &l.o}) attn.add(*x, 1.0);
         norms.add_plain(l.attn_norm, l.attn_norm.n_bytes);

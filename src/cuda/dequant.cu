@@ -1,0 +1,86 @@
+#include <cuda_bf16.h>
+
+#include "cuda/dequant.h"
+
+namespace nibble {
+
+namespace {
+
+__device__ __forceinline__ float e2m1_value(uint32_t code) {
+    // ±{0, .5, 1, 1.5, 2, 3, 4, 6}: code 0x8 is -0.
+    constexpr float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    float v = mag[code & 7];
+    return (code & 8) ? -v : v;
+}
+
+__device__ __forceinline__ float e4m3_value(uint32_t b) {
+    uint32_t e = (b >> 3) & 0xF, m = b & 7;
+    float v = e == 0 ? __int2float_rn(int(m)) * 0.001953125f  // m × 2^-9, exact
+                     : __int_as_float(int(((e + 120u) << 23) | (m << 20)));
+    if (e == 0xF && m == 7) v = __int_as_float(0x7FC00000);
+    return (b & 0x80) ? -v : v;
+}
+
+__device__ __forceinline__ uint16_t bf16_bits(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
+
+// One thread per 16-element block: 8 packed bytes (one 8-byte load) and one scale -> 16 BF16 (two 16-byte stores).
+__global__ void nvfp4_dequant_kernel(const uint8_t* __restrict__ packed, const uint8_t* __restrict__ scales,
+                                     int64_t n_blocks, float global, bool divide, uint16_t* __restrict__ out) {
+    int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (b >= n_blocks) return;
+    float s = e4m3_value(scales[b]);
+    float eff = divide ? __fdiv_rn(s, global) : __fmul_rn(s, global);
+    uint2 q = reinterpret_cast<const uint2*>(packed)[b];
+    uint32_t words[2] = {q.x, q.y};
+    alignas(16) uint16_t v[16];
+#pragma unroll
+    for (int w = 0; w < 2; ++w)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[w * 8 + j] = bf16_bits(__fmul_rn(e2m1_value(words[w] >> (4 * j)), eff));
+    uint4* o = reinterpret_cast<uint4*>(out + b * 16);
+    o[0] = reinterpret_cast<const uint4*>(v)[0];
+    o[1] = reinterpret_cast<const uint4*>(v)[1];
+}
+
+__global__ void mxfp4_dequant_kernel(const uint8_t* __restrict__ packed, const uint8_t* __restrict__ scales,
+                                     int64_t n_blocks, uint16_t* __restrict__ out) {
+    int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (b >= n_blocks) return;
+    uint32_t sb = scales[b];
+    float s = sb == 255 ? __int_as_float(0x7FC00000) : exp2f(float(int(sb) - 127));
+    uint4 q = reinterpret_cast<const uint4*>(packed)[b];
+    uint32_t words[4] = {q.x, q.y, q.z, q.w};
+    alignas(16) uint16_t v[32];
+#pragma unroll
+    for (int w = 0; w < 4; ++w)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[w * 8 + j] = bf16_bits(__fmul_rn(e2m1_value(words[w] >> (4 * j)), s));
+#pragma unroll
+    for (int i = 0; i < 4; ++i) reinterpret_cast<uint4*>(out + b * 32)[i] = reinterpret_cast<const uint4*>(v)[i];
+}
+
+}  // namespace
+
+cudaError_t cuda_nvfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
+                                       float global, bool divide_global, uint16_t* out, cudaStream_t stream) {
+    if (k % 16) return cudaErrorInvalidValue;
+    int64_t n_blocks = n * k / 16;
+    if (n_blocks == 0) return cudaSuccess;
+    const int threads = 256;
+    nvfp4_dequant_kernel<<<unsigned((n_blocks + threads - 1) / threads), threads, 0, stream>>>(
+        packed, scales, n_blocks, global, divide_global, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_mxfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
+                                       uint16_t* out, cudaStream_t stream) {
+    if (k % 32) return cudaErrorInvalidValue;
+    int64_t n_blocks = n * k / 32;
+    if (n_blocks == 0) return cudaSuccess;
+    const int threads = 256;
+    mxfp4_dequant_kernel<<<unsigned((n_blocks + threads - 1) / threads), threads, 0, stream>>>(packed, scales,
+                                                                                              n_blocks, out);
+    return cudaGetLastError();
+}
+
+}  // namespace nibble

@@ -1,0 +1,21 @@
+// Dequantization kernels: packed NVFP4 / MXFP4 / FP8 weights -> BF16, e.g. for prefill tiles that feed
+// tensor-core GEMMs. Each is bit-exact with its CPU twin in core/quant.h followed by one BF16 rounding
+// (the reference order of formats.md 8.5.9: effective block scale in F32 first, then × the element).
+// Launchers take device pointers, sizes and a stream; they return cudaSuccess or the launch error.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace nibble {
+
+// packed u8 [n, k/2], scales e4m3 [n, k/16], out bf16 bits [n, k]; k % 16 == 0.
+// divide_global: compressed-tensors (e4m3 / global); otherwise ModelOpt (e4m3 × global).
+cudaError_t cuda_nvfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
+                                       float global, bool divide_global, uint16_t* out, cudaStream_t stream);
+// packed u8 [n, k/2], scales e8m0 [n, k/32], out bf16 bits [n, k]; k % 32 == 0.
+cudaError_t cuda_mxfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
+                                       uint16_t* out, cudaStream_t stream);
+
+}  // namespace nibble

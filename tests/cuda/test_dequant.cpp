@@ -1,0 +1,90 @@
+// CUDA dequantization kernels against the CPU reference (core/quant.h + one BF16 rounding).
+// Error bound: 0 — the kernels use the same F32 operations in the same order, so results are bit-exact.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "core/formats.h"
+#include "core/quant.h"
+#include "cuda/cuda_check.h"
+#include "cuda/dequant.h"
+#include "cuda/device.h"
+
+using namespace nibble;
+
+namespace {
+
+#define REQUIRE_GPU()                                                               \
+    if (cuda_device_count() == 0) GTEST_SKIP() << "SKIPPED: no CUDA device on this machine"
+
+template <class T>
+struct device_buffer {
+    T* p = nullptr;
+    explicit device_buffer(size_t n) { NIBBLE_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T) + 16)); }
+    ~device_buffer() { cudaFree(p); }
+};
+
+void run_nvfp4(int64_t n, int64_t k, bool ct, std::mt19937& rng) {
+    std::vector<uint8_t> packed(size_t(n * k / 2)), scales(size_t(n * k / 16));
+    for (auto& b : packed) b = uint8_t(rng());
+    for (auto& s : scales) s = uint8_t(rng() % 0x7F);  // every non-negative, non-NaN E4M3 incl. subnormals
+    float global = ct ? 384.0f + float(rng() % 1000) : 1.0f / (2688.0f + float(rng() % 1000));
+    nvfp4_convention c = ct ? nvfp4_convention_ct : nvfp4_convention_modelopt;
+    std::vector<float> ref(size_t(n * k));
+    nvfp4_dequantize(packed.data(), scales.data(), n, k, global, c, ref.data());
+
+    device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
+    device_buffer<uint16_t> dout(size_t(n * k));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cuda_nvfp4_dequantize_bf16(dp.p, ds.p, n, k, global, ct, dout.p, nullptr));
+    std::vector<uint16_t> got(size_t(n * k));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_EQ(got[i], bf16_from_float(ref[i])) << "n=" << n << " k=" << k << " element " << i;
+}
+
+}  // namespace
+
+TEST(cuda_dequant, nvfp4_bf16_matches_cpu_bit_exact) {
+    REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 16}, {37, 208}, {128, 4096}, {3, 48}})
+        for (bool ct : {true, false}) run_nvfp4(n, k, ct, rng);
+}
+
+TEST(cuda_dequant, mxfp4_bf16_matches_cpu_bit_exact) {
+    REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    const int64_t n = 19, k = 352;
+    std::vector<uint8_t> packed(size_t(n * k / 2)), scales(size_t(n * k / 32));
+    for (auto& b : packed) b = uint8_t(rng());
+    for (auto& s : scales) s = uint8_t(100 + rng() % 50);  // within BF16 range
+    std::vector<float> ref(size_t(n * k));
+    mxfp4_dequantize(packed.data(), scales.data(), n, k, ref.data());
+    device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
+    device_buffer<uint16_t> dout(size_t(n * k));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cuda_mxfp4_dequantize_bf16(dp.p, ds.p, n, k, dout.p, nullptr));
+    std::vector<uint16_t> got(size_t(n * k));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], bf16_from_float(ref[i])) << i;
+}
+
+TEST(cuda_dequant, rejects_bad_block_multiple) {
+    REQUIRE_GPU();
+    EXPECT_EQ(cuda_nvfp4_dequantize_bf16(nullptr, nullptr, 1, 24, 1.0f, true, nullptr, nullptr), cudaErrorInvalidValue);
+    EXPECT_EQ(cuda_mxfp4_dequantize_bf16(nullptr, nullptr, 1, 48, nullptr, nullptr), cudaErrorInvalidValue);
+}
+
+TEST(cuda_device, query) {
+    REQUIRE_GPU();
+    cuda_device_info d = cuda_device_query(0);
+    EXPECT_FALSE(d.name.empty());
+    EXPECT_GT(d.n_sms, 0);
+    EXPECT_GT(d.memory_bytes, 0u);
+    std::printf("device 0: %s, sm_%d%d, %d SMs, %.1f GiB, L2 %.1f MiB\n", d.name.c_str(), d.sm_major, d.sm_minor,
+                d.n_sms, d.memory_bytes / 1073741824.0, d.l2_bytes / 1048576.0);
+}
