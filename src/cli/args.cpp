@@ -35,7 +35,9 @@ arg_parser::arg_parser(command_args args, std::set<std::string> options, std::se
     }
 }
 
-bool arg_parser::has(const std::string& flag) const { return switches_set_.count(flag) || values_.count(flag); }
+bool arg_parser::has(const std::string& flag) const {
+    return switches_set_.count(flag) || values_.count(flag);
+}
 
 std::optional<std::string> arg_parser::get(const std::string& flag) const {
     auto it = values_.find(flag);
@@ -66,7 +68,8 @@ int64_t arg_parser::get_int(const std::string& flag, int64_t fallback) const {
 }
 
 void arg_parser::expect_positionals(size_t lo, size_t hi, const char* usage) const {
-    if (positionals_.size() < lo || positionals_.size() > hi) fail("wrong number of arguments; usage: {}", usage);
+    if (positionals_.size() < lo || positionals_.size() > hi)
+        fail("wrong number of arguments; usage: {}", usage);
 }
 
 std::vector<int64_t> parse_int_list(const std::string& s, const char* flag) {

@@ -13,7 +13,7 @@
 namespace nibble {
 
 class arg_parser {
-public:
+  public:
     // `options` take a value, `switches` do not.
     arg_parser(command_args args, std::set<std::string> options, std::set<std::string> switches);
 
@@ -26,7 +26,7 @@ public:
     // Fails unless the number of positionals is in [lo, hi].
     void expect_positionals(size_t lo, size_t hi, const char* usage) const;
 
-private:
+  private:
     std::map<std::string, std::string> values_;
     std::set<std::string> switches_set_;
     std::vector<std::string> positionals_;

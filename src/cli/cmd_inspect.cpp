@@ -37,7 +37,8 @@ int cmd_inspect(command_args args) {
     model_bytes mb = model_bytes_of(m.config, m.weights);
     const uint64_t kv16 = mb.kv_bytes_per_position_bf16 * uint64_t(context);
     const uint64_t kv8 = mb.kv_bytes_per_position_fp8 * uint64_t(context);
-    const uint64_t per_token = mb.weight_bytes_per_token + kv16, per_token_fp8kv = mb.weight_bytes_per_token + kv8;
+    const uint64_t per_token = mb.weight_bytes_per_token + kv16,
+                   per_token_fp8kv = mb.weight_bytes_per_token + kv8;
 
     if (a.has("--json")) {
         nlohmann::json j;
@@ -60,7 +61,8 @@ int cmd_inspect(command_args args) {
         j["context"] = context;
         j["weight_bytes_per_token"] = mb.weight_bytes_per_token;
         j["quantized_fraction"] = double(mb.quantized_bytes_per_token) / double(mb.weight_bytes_per_token);
-        j["kv_bytes_per_position"] = {{"bf16", mb.kv_bytes_per_position_bf16}, {"fp8", mb.kv_bytes_per_position_fp8}};
+        j["kv_bytes_per_position"] = {{"bf16", mb.kv_bytes_per_position_bf16},
+                                      {"fp8", mb.kv_bytes_per_position_fp8}};
         j["bytes_per_token"] = {{"kv_bf16", per_token}, {"kv_fp8", per_token_fp8kv}};
         nlohmann::json pred = nlohmann::json::array();
         for (double bw : bws)
@@ -80,15 +82,16 @@ int cmd_inspect(command_args args) {
         std::printf("%-11s %12.1f %11.3f %14.4f  %s\n", r.role.c_str(), r.params / 1e6, r.bytes / 1e9,
                     r.bytes_per_token / 1e9, r.formats.c_str());
     std::printf("\nbytes per decode token, batch 1: %.3f GB of weights (%.1f %% quantized)\n",
-                mb.weight_bytes_per_token / 1e9, 100.0 * double(mb.quantized_bytes_per_token) / double(mb.weight_bytes_per_token));
-    std::printf("KV cache per context position: %.1f KB BF16, %.1f KB FP8\n", mb.kv_bytes_per_position_bf16 / 1e3,
-                mb.kv_bytes_per_position_fp8 / 1e3);
+                mb.weight_bytes_per_token / 1e9,
+                100.0 * double(mb.quantized_bytes_per_token) / double(mb.weight_bytes_per_token));
+    std::printf("KV cache per context position: %.1f KB BF16, %.1f KB FP8\n",
+                mb.kv_bytes_per_position_bf16 / 1e3, mb.kv_bytes_per_position_fp8 / 1e3);
     std::printf("at context %lld: %.3f GB per token (BF16 KV), %.3f GB (FP8 KV)\n\n", (long long)context,
                 per_token / 1e9, per_token_fp8kv / 1e9);
     std::printf("predicted decode bound (bandwidth / bytes per token):\n");
     for (double bw : bws)
-        std::printf("  %7.0f GB/s: %8.1f tok/s (BF16 KV), %8.1f tok/s (FP8 KV)\n", bw, bw * 1e9 / double(per_token),
-                    bw * 1e9 / double(per_token_fp8kv));
+        std::printf("  %7.0f GB/s: %8.1f tok/s (BF16 KV), %8.1f tok/s (FP8 KV)\n", bw,
+                    bw * 1e9 / double(per_token), bw * 1e9 / double(per_token_fp8kv));
     return 0;
 }
 

@@ -29,7 +29,7 @@ void read_floats(const tensor_view& t, std::vector<float>& out) {
 
 // The source checkpoint's tensors, converted on the fly.
 class checkpoint_source : public model_source {
-public:
+  public:
     explicit checkpoint_source(const checkpoint& ck) : ck_(ck) {}
 
     void plain(const plain_desc& d, dtype t, const byte_sink& sink) override {
@@ -51,7 +51,7 @@ public:
         fail("module {}: W4A4 input scales need calibration statistics", d.name);
     }
 
-private:
+  private:
     const checkpoint& ck_;
 };
 
@@ -69,11 +69,15 @@ int cmd_quantize(command_args args) {
     if (!scheme) fail("--scheme is required; usage: {}", k_usage);
     out_config oc = out_config_parse(*scheme, a.get_or("--format", "compressed-tensors"), false);
     if (a.get("--calib"))
-        fail("--calib needs the CPU engine (a forward pass over the calibration text), which this build does not "
-             "have yet");
+        fail(
+            "--calib needs the CPU engine (a forward pass over the calibration text), which this build does "
+            "not "
+            "have yet");
     if (oc.scheme == out_scheme_nvfp4)
-        fail("--scheme nvfp4 (W4A4) needs activation statistics for its input global scales: pass --calib TEXTFILE, "
-             "or use --scheme nvfp4a16 (weight-only)");
+        fail(
+            "--scheme nvfp4 (W4A4) needs activation statistics for its input global scales: pass --calib "
+            "TEXTFILE, "
+            "or use --scheme nvfp4a16 (weight-only)");
 
     std::string cfg_path = in + "/config.json";
     nlohmann::json cj = nlohmann::json::parse(read_text_file(cfg_path), nullptr, false);
@@ -81,7 +85,8 @@ int cmd_quantize(command_args args) {
     model_config c = model_config_parse(cj, cfg_path);
     quant_config existing = quant_config_load(in, cj);
     if (existing.method != quant_method_none)
-        fail("{} is already quantized ({}); nibble quantize reads BF16/F16/F32 checkpoints", in, existing.describe());
+        fail("{} is already quantized ({}); nibble quantize reads BF16/F16/F32 checkpoints", in,
+             existing.describe());
     checkpoint ck(in);
     // Validates every tensor's presence, dtype and shape before anything is written.
     model_weights w = model_weights_map(ck, c, existing);
@@ -115,11 +120,12 @@ int cmd_quantize(command_args args) {
     copy_model_side_files(in, out.path());
     out.commit();
     std::printf("wrote %s: %s %s (%s), %.3f GB from %.3f GB\n", out_path.c_str(), model_arch_name(c.arch),
-                out_scheme_name(oc.scheme).c_str(), oc.format == out_format_ct ? "compressed-tensors" : "modelopt",
-                bytes / 1e9, ck.total_bytes() / 1e9);
+                out_scheme_name(oc.scheme).c_str(),
+                oc.format == out_format_ct ? "compressed-tensors" : "modelopt", bytes / 1e9,
+                ck.total_bytes() / 1e9);
     if (!skipped.empty())
-        std::printf("note: %zu tensor(s) that are not model weights were not copied (first: %s)\n", skipped.size(),
-                    skipped[0].c_str());
+        std::printf("note: %zu tensor(s) that are not model weights were not copied (first: %s)\n",
+                    skipped.size(), skipped[0].c_str());
     return 0;
 }
 

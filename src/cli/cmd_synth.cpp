@@ -22,13 +22,15 @@ const char* k_usage =
 // Weights uniform in [-a, a] with a = sqrt(3)·0.02 (std 0.02, as transformers initializes), norms 1.
 // Each tensor has its own stream (seed ^ hash(name)), so the output does not depend on write order.
 class random_source : public model_source {
-public:
+  public:
     explicit random_source(uint64_t seed) : seed_(seed) {}
 
     void plain(const plain_desc& d, dtype t, const byte_sink& sink) override {
         std::vector<float> v(size_t(numel(d.shape)));
-        if (d.role == plain_role_norm) std::fill(v.begin(), v.end(), 1.0f);
-        else fill(d.name, v, 0.0346f);
+        if (d.role == plain_role_norm)
+            std::fill(v.begin(), v.end(), 1.0f);
+        else
+            fill(d.name, v, 0.0346f);
         out_write_floats(t, v.data(), v.size(), sink);
     }
     void linear(const linear_desc& d, std::vector<float>& w, std::vector<float>& bias) override {
@@ -39,7 +41,7 @@ public:
     }
     float input_amax(const linear_desc&) override { return 16.0f; }
 
-private:
+  private:
     static int64_t numel(const std::vector<int64_t>& s) {
         int64_t n = 1;
         for (int64_t x : s) n *= x;
@@ -66,7 +68,8 @@ private:
 }  // namespace
 
 int cmd_synth(command_args args) {
-    arg_parser a(args, {"--config", "--scheme", "--format", "--seed", "--tokenizer"}, {"--no-data", "--help"});
+    arg_parser a(args, {"--config", "--scheme", "--format", "--seed", "--tokenizer"},
+                 {"--no-data", "--help"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
         return 0;
@@ -74,7 +77,8 @@ int cmd_synth(command_args args) {
     a.expect_positionals(1, 1, k_usage);
     auto config_path = a.get("--config");
     if (!config_path) fail("--config is required; usage: {}", k_usage);
-    out_config oc = out_config_parse(a.get_or("--scheme", "nvfp4a16"), a.get_or("--format", "compressed-tensors"), true);
+    out_config oc =
+        out_config_parse(a.get_or("--scheme", "nvfp4a16"), a.get_or("--format", "compressed-tensors"), true);
 
     nlohmann::json cj = nlohmann::json::parse(read_text_file(*config_path), nullptr, false);
     if (cj.is_discarded()) fail("{}: not valid JSON", *config_path);
@@ -97,7 +101,8 @@ int cmd_synth(command_args args) {
     if (auto tok = a.get("--tokenizer")) copy_model_side_files(*tok, out.path());
     out.commit();
     std::printf("wrote %s: %s %s, %.3f GB%s\n", a.positionals()[0].c_str(), model_arch_name(c.arch),
-                out_scheme_name(oc.scheme).c_str(), bytes / 1e9, opt.no_data ? " (layout only, no data)" : "");
+                out_scheme_name(oc.scheme).c_str(), bytes / 1e9,
+                opt.no_data ? " (layout only, no data)" : "");
     return 0;
 }
 

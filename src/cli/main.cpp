@@ -24,7 +24,8 @@ const command k_commands[] = {
 };
 
 void usage(FILE* f) {
-    std::fprintf(f, "usage: nibble COMMAND [ARGS...]   (nibble COMMAND --help for its options)\n\ncommands:\n");
+    std::fprintf(f,
+                 "usage: nibble COMMAND [ARGS...]   (nibble COMMAND --help for its options)\n\ncommands:\n");
     for (const command& c : k_commands) std::fprintf(f, "  %-12s %s\n", c.name, c.summary);
 }
 

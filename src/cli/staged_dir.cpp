@@ -41,9 +41,15 @@ void write_text_file(const std::string& path, const std::string& text) {
 }
 
 void copy_model_side_files(const std::string& src_dir, const std::string& dst_dir) {
-    static const char* names[] = {"tokenizer.json",        "tokenizer_config.json", "generation_config.json",
-                                  "special_tokens_map.json", "vocab.json",          "merges.txt",
-                                  "added_tokens.json",     "chat_template.jinja",   "chat_template.json",
+    static const char* names[] = {"tokenizer.json",
+                                  "tokenizer_config.json",
+                                  "generation_config.json",
+                                  "special_tokens_map.json",
+                                  "vocab.json",
+                                  "merges.txt",
+                                  "added_tokens.json",
+                                  "chat_template.jinja",
+                                  "chat_template.json",
                                   "tokenizer.model"};
     for (const char* n : names) {
         fs::path s = fs::path(src_dir) / n;

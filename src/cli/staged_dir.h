@@ -7,14 +7,14 @@
 namespace nibble {
 
 class staged_dir {
-public:
+  public:
     // Fails if `final_path` already exists.
     explicit staged_dir(const std::string& final_path);
     ~staged_dir();  // removes the temporary folder unless committed
     const std::string& path() const { return tmp_; }
     void commit();
 
-private:
+  private:
     std::string final_, tmp_;
     bool committed_ = false;
 };

@@ -27,20 +27,23 @@ struct reader {
             if (required) fail("{}: required field \"{}\" is missing", source, key);
             return fallback;
         }
-        if (!v->is_number_integer()) fail("{}: field \"{}\" must be an integer, found {}", source, key, v->dump());
+        if (!v->is_number_integer())
+            fail("{}: field \"{}\" must be an integer, found {}", source, key, v->dump());
         return v->get<int64_t>();
     }
     double get_num(const json& obj, const char* key, double fallback, const char* where) const {
         auto it = obj.find(key);
         if (it == obj.end() || it->is_null()) return fallback;
-        if (!it->is_number()) fail("{}: field \"{}{}\" must be a number, found {}", source, where, key, it->dump());
+        if (!it->is_number())
+            fail("{}: field \"{}{}\" must be a number, found {}", source, where, key, it->dump());
         return it->get<double>();
     }
     double get_num(const char* key, double fallback) const { return get_num(j, key, fallback, ""); }
     bool get_bool(const char* key, bool fallback) const {
         const json* v = find(key);
         if (!v) return fallback;
-        if (!v->is_boolean()) fail("{}: field \"{}\" must be true or false, found {}", source, key, v->dump());
+        if (!v->is_boolean())
+            fail("{}: field \"{}\" must be true or false, found {}", source, key, v->dump());
         return v->get<bool>();
     }
 };
@@ -48,15 +51,17 @@ struct reader {
 model_arch arch_from(const json& j, const std::string& source) {
     std::string mt = j.value("model_type", "");
     std::string a;
-    if (auto it = j.find("architectures"); it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string())
+    if (auto it = j.find("architectures");
+        it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string())
         a = (*it)[0].get<std::string>();
     if (mt == "qwen3_moe" || a == "Qwen3MoeForCausalLM") return model_arch_qwen3_moe;
     if (mt == "qwen3" || a == "Qwen3ForCausalLM") return model_arch_qwen3;
     if (mt == "qwen2" || a == "Qwen2ForCausalLM") return model_arch_qwen2;
     if (mt == "llama" || a == "LlamaForCausalLM") return model_arch_llama;
-    fail("{}: unsupported architecture (model_type \"{}\", architectures [\"{}\"]); supported: llama, qwen2, "
-         "qwen3, qwen3_moe",
-         source, mt, a);
+    fail(
+        "{}: unsupported architecture (model_type \"{}\", architectures [\"{}\"]); supported: llama, qwen2, "
+        "qwen3, qwen3_moe",
+        source, mt, a);
 }
 
 void read_rope(model_config& c, const json& j, const reader& r) {
@@ -66,7 +71,8 @@ void read_rope(model_config& c, const json& j, const reader& r) {
     c.rope_theta = float(r.get_num("rope_theta", 10000.0));
     if (params) c.rope_theta = float(r.get_num(*params, "rope_theta", c.rope_theta, "rope_parameters."));
     if (!scaling) return;
-    if (!scaling->is_object()) fail("{}: rope scaling must be an object, found {}", r.source, scaling->dump());
+    if (!scaling->is_object())
+        fail("{}: rope scaling must be an object, found {}", r.source, scaling->dump());
     std::string type = scaling->value("rope_type", scaling->value("type", "default"));
     const char* where = params ? "rope_parameters." : "rope_scaling.";
     if (type == "default") return;
@@ -84,9 +90,11 @@ std::vector<int64_t> int_or_list(const json* v, const std::string& source, const
     std::vector<int64_t> out;
     if (!v) return out;
     if (v->is_number_integer()) return {v->get<int64_t>()};
-    if (!v->is_array()) fail("{}: field \"{}\" must be an integer or a list, found {}", source, key, v->dump());
+    if (!v->is_array())
+        fail("{}: field \"{}\" must be an integer or a list, found {}", source, key, v->dump());
     for (const json& e : *v) {
-        if (!e.is_number_integer()) fail("{}: field \"{}\" must hold integers, found {}", source, key, e.dump());
+        if (!e.is_number_integer())
+            fail("{}: field \"{}\" must hold integers, found {}", source, key, e.dump());
         out.push_back(e.get<int64_t>());
     }
     return out;
@@ -96,10 +104,14 @@ std::vector<int64_t> int_or_list(const json* v, const std::string& source, const
 
 const char* model_arch_name(model_arch a) {
     switch (a) {
-        case model_arch_llama: return "llama";
-        case model_arch_qwen2: return "qwen2";
-        case model_arch_qwen3: return "qwen3";
-        case model_arch_qwen3_moe: return "qwen3_moe";
+        case model_arch_llama:
+            return "llama";
+        case model_arch_qwen2:
+            return "qwen2";
+        case model_arch_qwen3:
+            return "qwen3";
+        case model_arch_qwen3_moe:
+            return "qwen3_moe";
     }
     return "?";
 }
@@ -122,7 +134,8 @@ model_config model_config_parse(const json& j, const std::string& source) {
     c.attention_bias = r.get_bool("attention_bias", c.arch == model_arch_qwen2);
     c.qk_norm = c.arch == model_arch_qwen3 || c.arch == model_arch_qwen3_moe;
     for (int64_t v : {c.vocab_size, c.hidden_size, c.n_layers, c.n_heads, c.n_kv_heads})
-        if (v <= 0) fail("{}: sizes must be positive (vocab_size, hidden_size, num_hidden_layers, heads)", source);
+        if (v <= 0)
+            fail("{}: sizes must be positive (vocab_size, hidden_size, num_hidden_layers, heads)", source);
     if (c.n_heads % c.n_kv_heads)
         fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", source, c.n_heads,
              c.n_kv_heads);
@@ -140,8 +153,10 @@ model_config model_config_parse(const json& j, const std::string& source) {
         fail("{}: hidden_act \"{}\" is not supported (expected silu)", source, act);
 
     std::string dt;
-    if (const json* v = r.find("dtype")) dt = v->is_string() ? v->get<std::string>() : "";
-    else if (const json* v2 = r.find("torch_dtype")) dt = v2->is_string() ? v2->get<std::string>() : "";
+    if (const json* v = r.find("dtype"))
+        dt = v->is_string() ? v->get<std::string>() : "";
+    else if (const json* v2 = r.find("torch_dtype"))
+        dt = v2->is_string() ? v2->get<std::string>() : "";
     if (!dt.empty()) {
         auto t = dtype_from_torch_name(dt);
         if (!t) fail("{}: unknown dtype \"{}\"", source, dt);

@@ -31,9 +31,13 @@ constexpr std::array<dtype_info, dtype_count> k_dtypes = {{
 
 }  // namespace
 
-size_t dtype_size(dtype t) { return k_dtypes[t].size; }
+size_t dtype_size(dtype t) {
+    return k_dtypes[t].size;
+}
 
-std::string_view dtype_name(dtype t) { return k_dtypes[t].name; }
+std::string_view dtype_name(dtype t) {
+    return k_dtypes[t].name;
+}
 
 std::optional<dtype> dtype_from_name(std::string_view name) {
     for (size_t i = 0; i < k_dtypes.size(); ++i)

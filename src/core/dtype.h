@@ -15,7 +15,7 @@ enum dtype : uint8_t {
     dtype_f64,
     dtype_f8_e4m3,  // float8_e4m3fn: NVFP4 block scales, FP8 weights
     dtype_f8_e5m2,
-    dtype_u8,       // packed E2M1 pairs, E8M0 exponents
+    dtype_u8,  // packed E2M1 pairs, E8M0 exponents
     dtype_i8,
     dtype_i16,
     dtype_i32,

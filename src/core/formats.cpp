@@ -37,14 +37,22 @@ uint8_t e2m1_from_float(float x) {
     // Thresholds with closed/open ends as in compressed-tensors' cast_to_fp4: every exact tie goes to
     // the code with the even mantissa bit (0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2, 3.5->4, 5->4).
     uint8_t m;
-    if (a <= 0.25f) m = 0;
-    else if (a < 0.75f) m = 1;
-    else if (a <= 1.25f) m = 2;
-    else if (a < 1.75f) m = 3;
-    else if (a <= 2.5f) m = 4;
-    else if (a < 3.5f) m = 5;
-    else if (a <= 5.0f) m = 6;
-    else m = 7;
+    if (a <= 0.25f)
+        m = 0;
+    else if (a < 0.75f)
+        m = 1;
+    else if (a <= 1.25f)
+        m = 2;
+    else if (a < 1.75f)
+        m = 3;
+    else if (a <= 2.5f)
+        m = 4;
+    else if (a < 3.5f)
+        m = 5;
+    else if (a <= 5.0f)
+        m = 6;
+    else
+        m = 7;
     return sign | m;
 }
 
@@ -52,8 +60,10 @@ float e4m3_to_float(uint8_t byte) {
     int s = byte >> 7, e = (byte >> 3) & 0xF, m = byte & 7;
     float v;
     if (e == 0xF && m == 7) return std::nanf("");
-    if (e == 0) v = std::ldexp(float(m), -9);
-    else v = std::ldexp(1.0f + m / 8.0f, e - 7);
+    if (e == 0)
+        v = std::ldexp(float(m), -9);
+    else
+        v = std::ldexp(1.0f + m / 8.0f, e - 7);
     return s ? -v : v;
 }
 
@@ -143,30 +153,47 @@ uint16_t f16_from_float(float x) {
 
 float round_through(dtype t, float x) {
     switch (t) {
-        case dtype_f32: return x;
-        case dtype_bf16: return bf16_to_float(bf16_from_float(x));
-        case dtype_f16: return f16_to_float(f16_from_float(x));
-        default: fail("round_through: {} is not a scale dtype", dtype_name(t));
+        case dtype_f32:
+            return x;
+        case dtype_bf16:
+            return bf16_to_float(bf16_from_float(x));
+        case dtype_f16:
+            return f16_to_float(f16_from_float(x));
+        default:
+            fail("round_through: {} is not a scale dtype", dtype_name(t));
     }
 }
 
 float load_float(dtype t, const void* data, size_t i) {
     switch (t) {
-        case dtype_f32: return static_cast<const float*>(data)[i];
-        case dtype_bf16: return bf16_to_float(static_cast<const uint16_t*>(data)[i]);
-        case dtype_f16: return f16_to_float(static_cast<const uint16_t*>(data)[i]);
-        case dtype_f64: return float(static_cast<const double*>(data)[i]);
-        case dtype_f8_e4m3: return e4m3_to_float(static_cast<const uint8_t*>(data)[i]);
-        default: fail("cannot read {} values as float", dtype_name(t));
+        case dtype_f32:
+            return static_cast<const float*>(data)[i];
+        case dtype_bf16:
+            return bf16_to_float(static_cast<const uint16_t*>(data)[i]);
+        case dtype_f16:
+            return f16_to_float(static_cast<const uint16_t*>(data)[i]);
+        case dtype_f64:
+            return float(static_cast<const double*>(data)[i]);
+        case dtype_f8_e4m3:
+            return e4m3_to_float(static_cast<const uint8_t*>(data)[i]);
+        default:
+            fail("cannot read {} values as float", dtype_name(t));
     }
 }
 
 void store_float(dtype t, void* data, size_t i, float x) {
     switch (t) {
-        case dtype_f32: static_cast<float*>(data)[i] = x; return;
-        case dtype_bf16: static_cast<uint16_t*>(data)[i] = bf16_from_float(x); return;
-        case dtype_f16: static_cast<uint16_t*>(data)[i] = f16_from_float(x); return;
-        default: fail("cannot store float values as {}", dtype_name(t));
+        case dtype_f32:
+            static_cast<float*>(data)[i] = x;
+            return;
+        case dtype_bf16:
+            static_cast<uint16_t*>(data)[i] = bf16_from_float(x);
+            return;
+        case dtype_f16:
+            static_cast<uint16_t*>(data)[i] = f16_from_float(x);
+            return;
+        default:
+            fail("cannot store float values as {}", dtype_name(t));
     }
 }
 

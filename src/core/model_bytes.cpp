@@ -6,16 +6,20 @@ namespace nibble {
 
 std::string linear_format_label(const linear_weight& w) {
     switch (w.format) {
-        case weight_format_dense: return std::string(dtype_name(w.weight.type));
+        case weight_format_dense:
+            return std::string(dtype_name(w.weight.type));
         case weight_format_nvfp4:
             return std::string("NVFP4 ") + (w.act == act_format_nvfp4 ? "W4A4" : "W4A16") +
                    (w.convention == nvfp4_convention_ct ? " (compressed-tensors)" : " (ModelOpt)");
-        case weight_format_mxfp4: return "MXFP4 W4A16";
+        case weight_format_mxfp4:
+            return "MXFP4 W4A16";
         case weight_format_fp8: {
             const char* g = w.fp8_gran == fp8_granularity_tensor    ? "per-tensor"
                             : w.fp8_gran == fp8_granularity_channel ? "per-channel"
                                                                     : "128x128 block";
-            return std::string("FP8 ") + g + (w.act == act_format_none ? ", weight-only" : std::string(", ") + act_format_name(w.act) + " activations");
+            return std::string("FP8 ") + g +
+                   (w.act == act_format_none ? ", weight-only"
+                                             : std::string(", ") + act_format_name(w.act) + " activations");
         }
     }
     return "?";
@@ -55,8 +59,9 @@ model_bytes model_bytes_of(const model_config& c, const model_weights& w) {
         a.r.role = role;
         return a;
     };
-    accumulator attn = named("attention"), mlp = named("mlp"), experts = named("experts"), router = named("router"),
-                embed = named("embeddings"), head = named("lm_head"), norms = named("norms");
+    accumulator attn = named("attention"), mlp = named("mlp"), experts = named("experts"),
+                router = named("router"), embed = named("embeddings"), head = named("lm_head"),
+                norms = named("norms");
     for (const layer_weights& l : w.layers) {
         for (const linear_weight* x : {&l.q, &l.k, &l.v, &l.o}) attn.add(*x, 1.0);
         norms.add_plain(l.attn_norm, l.attn_norm.n_bytes);
@@ -70,7 +75,8 @@ model_bytes model_bytes_of(const model_config& c, const model_weights& w) {
         router.add(l.router, 1.0);
         double frac = double(c.n_experts_per_token) / double(c.n_experts);
         for (size_t e = 0; e < l.expert_gate.size(); ++e)
-            for (const linear_weight* x : {&l.expert_gate[e], &l.expert_up[e], &l.expert_down[e]}) experts.add(*x, frac);
+            for (const linear_weight* x : {&l.expert_gate[e], &l.expert_up[e], &l.expert_down[e]})
+                experts.add(*x, frac);
     }
     norms.add_plain(w.final_norm, w.final_norm.n_bytes);
     // One embedding row is read per token.

@@ -3,13 +3,15 @@
 namespace nibble {
 
 const char* linear_role_name(linear_role r) {
-    static const char* names[] = {"attn_q",      "attn_k",    "attn_v",      "attn_o",
-                                  "mlp_gate",    "mlp_up",    "mlp_down",    "expert_gate",
-                                  "expert_up",   "expert_down", "router",    "lm_head"};
+    static const char* names[] = {"attn_q",    "attn_k",      "attn_v",   "attn_o",
+                                  "mlp_gate",  "mlp_up",      "mlp_down", "expert_gate",
+                                  "expert_up", "expert_down", "router",   "lm_head"};
     return names[r];
 }
 
-bool linear_role_kept_dense(linear_role r) { return r == linear_role_router || r == linear_role_lm_head; }
+bool linear_role_kept_dense(linear_role r) {
+    return r == linear_role_router || r == linear_role_lm_head;
+}
 
 model_layout model_layout_of(const model_config& c) {
     model_layout m;
@@ -44,7 +46,8 @@ model_layout model_layout_of(const model_config& c) {
         }
     }
     m.plains.push_back({"model.norm.weight", plain_role_norm, {h}});
-    if (!c.tie_word_embeddings) m.linears.push_back({"lm_head", linear_role_lm_head, -1, -1, c.vocab_size, h, false});
+    if (!c.tie_word_embeddings)
+        m.linears.push_back({"lm_head", linear_role_lm_head, -1, -1, c.vocab_size, h, false});
     return m;
 }
 

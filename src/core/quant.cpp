@@ -1,7 +1,7 @@
 #include "core/quant.h"
 
-#include <cfloat>
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <vector>
 
@@ -14,7 +14,9 @@ namespace {
 
 constexpr float k_fp4_fp8_max = e2m1_max * e4m3_max;  // 2688
 
-uint8_t pack2(uint8_t even, uint8_t odd) { return uint8_t((even & 0xF) | (odd << 4)); }
+uint8_t pack2(uint8_t even, uint8_t odd) {
+    return uint8_t((even & 0xF) | (odd << 4));
+}
 
 void check_block_multiple(int64_t k, int block, const char* what) {
     if (k % block != 0) fail("{}: K = {} is not a multiple of the block size {}", what, k, block);
@@ -79,7 +81,8 @@ void nvfp4_quantize(const float* w, int64_t n, int64_t k, float global, nvfp4_co
             const float* x = w + i * k + b * nvfp4_block;
             uint8_t s = nvfp4_block_scale(abs_max(x, nvfp4_block), global, c);
             scales[i * nb + b] = s;
-            nvfp4_encode_block_div(x, nvfp4_effective_scale(s, global, c), packed + (i * k + b * nvfp4_block) / 2);
+            nvfp4_encode_block_div(x, nvfp4_effective_scale(s, global, c),
+                                   packed + (i * k + b * nvfp4_block) / 2);
         }
     }
 }
@@ -170,16 +173,20 @@ void mxfp4_dequantize(const uint8_t* packed, const uint8_t* scales, int64_t n, i
     for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = 0; j < k; ++j) {
             uint8_t byte = packed[(i * k + j) / 2];
-            out[i * k + j] = e2m1_to_float(j & 1 ? byte >> 4 : byte) * e8m0_to_float(scales[i * nb + j / mxfp4_block]);
+            out[i * k + j] =
+                e2m1_to_float(j & 1 ? byte >> 4 : byte) * e8m0_to_float(scales[i * nb + j / mxfp4_block]);
         }
     }
 }
 
 int64_t fp8_scale_count(fp8_granularity g, int64_t n, int64_t k) {
     switch (g) {
-        case fp8_granularity_tensor: return 1;
-        case fp8_granularity_channel: return n;
-        case fp8_granularity_block: return ((n + fp8_block - 1) / fp8_block) * ((k + fp8_block - 1) / fp8_block);
+        case fp8_granularity_tensor:
+            return 1;
+        case fp8_granularity_channel:
+            return n;
+        case fp8_granularity_block:
+            return ((n + fp8_block - 1) / fp8_block) * ((k + fp8_block - 1) / fp8_block);
     }
     return 0;
 }
@@ -189,9 +196,12 @@ namespace {
 // Index of the scale that covers element (i, j).
 inline int64_t fp8_scale_index(fp8_granularity g, int64_t i, int64_t j, int64_t k) {
     switch (g) {
-        case fp8_granularity_tensor: return 0;
-        case fp8_granularity_channel: return i;
-        case fp8_granularity_block: return (i / fp8_block) * ((k + fp8_block - 1) / fp8_block) + j / fp8_block;
+        case fp8_granularity_tensor:
+            return 0;
+        case fp8_granularity_channel:
+            return i;
+        case fp8_granularity_block:
+            return (i / fp8_block) * ((k + fp8_block - 1) / fp8_block) + j / fp8_block;
     }
     return 0;
 }

@@ -10,7 +10,7 @@
 namespace nibble {
 
 struct tensor_view {
-    std::string name;            // checkpoint name, for error messages
+    std::string name;  // checkpoint name, for error messages
     dtype type = dtype_f32;
     std::vector<int64_t> shape;  // outermost first; empty for a 0-dim scalar
     const uint8_t* data = nullptr;

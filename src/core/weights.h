@@ -49,8 +49,9 @@ struct linear_weight {
     tensor_view bias;         // [n], optional (empty())
     // NVFP4
     nvfp4_convention convention = nvfp4_convention_ct;
-    float global_scale = 1.0f;        // as stored: CT weight_global_scale (divisor) / ModelOpt weight_scale_2
-    float input_global_scale = 0.0f;  // W4A4: multiplier into FP8 range (CT as stored; ModelOpt 1/input_scale)
+    float global_scale = 1.0f;  // as stored: CT weight_global_scale (divisor) / ModelOpt weight_scale_2
+    float input_global_scale =
+        0.0f;  // W4A4: multiplier into FP8 range (CT as stored; ModelOpt 1/input_scale)
     // FP8
     fp8_granularity fp8_gran = fp8_granularity_tensor;
     std::vector<float> fp8_scales;

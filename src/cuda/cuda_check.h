@@ -6,9 +6,10 @@
 
 #include "core/error.h"
 
-#define NIBBLE_CUDA_CHECK(expr)                                                                          \
-    do {                                                                                                 \
-        cudaError_t nibble_err_ = (expr);                                                                \
-        if (nibble_err_ != cudaSuccess)                                                                  \
-            ::nibble::fail("{}:{}: {} failed: {}", __FILE__, __LINE__, #expr, cudaGetErrorString(nibble_err_)); \
+#define NIBBLE_CUDA_CHECK(expr)                                               \
+    do {                                                                      \
+        cudaError_t nibble_err_ = (expr);                                     \
+        if (nibble_err_ != cudaSuccess)                                       \
+            ::nibble::fail("{}:{}: {} failed: {}", __FILE__, __LINE__, #expr, \
+                           cudaGetErrorString(nibble_err_));                  \
     } while (0)

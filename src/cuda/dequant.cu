@@ -21,11 +21,15 @@ __device__ __forceinline__ float e4m3_value(uint32_t b) {
     return (b & 0x80) ? -v : v;
 }
 
-__device__ __forceinline__ uint16_t bf16_bits(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
+__device__ __forceinline__ uint16_t bf16_bits(float x) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
 
-// One thread per 16-element block: 8 packed bytes (one 8-byte load) and one scale -> 16 BF16 (two 16-byte stores).
+// One thread per 16-element block: 8 packed bytes (one 8-byte load) and one scale -> 16 BF16 (two 16-byte
+// stores).
 __global__ void nvfp4_dequant_kernel(const uint8_t* __restrict__ packed, const uint8_t* __restrict__ scales,
-                                     int64_t n_blocks, float global, bool divide, uint16_t* __restrict__ out) {
+                                     int64_t n_blocks, float global, bool divide,
+                                     uint16_t* __restrict__ out) {
     int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (b >= n_blocks) return;
     float s = e4m3_value(scales[b]);
@@ -56,7 +60,8 @@ __global__ void mxfp4_dequant_kernel(const uint8_t* __restrict__ packed, const u
 #pragma unroll
         for (int j = 0; j < 8; ++j) v[w * 8 + j] = bf16_bits(__fmul_rn(e2m1_value(words[w] >> (4 * j)), s));
 #pragma unroll
-    for (int i = 0; i < 4; ++i) reinterpret_cast<uint4*>(out + b * 32)[i] = reinterpret_cast<const uint4*>(v)[i];
+    for (int i = 0; i < 4; ++i)
+        reinterpret_cast<uint4*>(out + b * 32)[i] = reinterpret_cast<const uint4*>(v)[i];
 }
 
 }  // namespace
@@ -79,7 +84,7 @@ cudaError_t cuda_mxfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* sca
     if (n_blocks == 0) return cudaSuccess;
     const int threads = 256;
     mxfp4_dequant_kernel<<<unsigned((n_blocks + threads - 1) / threads), threads, 0, stream>>>(packed, scales,
-                                                                                              n_blocks, out);
+                                                                                               n_blocks, out);
     return cudaGetLastError();
 }
 

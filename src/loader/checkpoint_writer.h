@@ -20,8 +20,8 @@ enum out_scheme : uint8_t {
     out_scheme_nvfp4,        // NVFP4 weights, NVFP4 activations (W4A4)
     out_scheme_nvfp4a16,     // NVFP4 weight-only
     out_scheme_fp8_dynamic,  // FP8 per-channel weights, dynamic per-token activations
-    out_scheme_fp8_block,    // FP8 128x128 block weights (CT: dynamic 1x128 activations; ModelOpt: weight-only)
-    out_scheme_mxfp4a16,     // MXFP4 weight-only (compressed-tensors only)
+    out_scheme_fp8_block,  // FP8 128x128 block weights (CT: dynamic 1x128 activations; ModelOpt: weight-only)
+    out_scheme_mxfp4a16,   // MXFP4 weight-only (compressed-tensors only)
 };
 
 enum out_format : uint8_t {
@@ -63,7 +63,7 @@ nlohmann::json out_hf_quant_config(const out_config& oc);
 // Writes a folder's weights as model.safetensors, or as model-0000i-of-0000N.safetensors shards of at
 // most max_shard_bytes plus model.safetensors.index.json. Bytes are appended in entry order.
 class sharded_writer {
-public:
+  public:
     sharded_writer(const std::string& dir, std::vector<safetensors_entry> entries, uint64_t max_shard_bytes,
                    const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
     ~sharded_writer();
@@ -73,7 +73,7 @@ public:
     uint64_t total_bytes() const { return total_; }
     uint64_t written_bytes() const { return done_; }
 
-private:
+  private:
     void open_next();
     std::string dir_;
     std::vector<std::vector<safetensors_entry>> shards_;
@@ -86,12 +86,12 @@ private:
 
 // A progress bar on stderr when it is a terminal (silent otherwise).
 class progress_bar {
-public:
+  public:
     progress_bar(std::string label, uint64_t total);
     void update(uint64_t done);
     void finish();
 
-private:
+  private:
     std::string label_;
     uint64_t total_;
     bool tty_;

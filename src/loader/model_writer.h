@@ -12,7 +12,7 @@
 namespace nibble {
 
 class model_source {
-public:
+  public:
     virtual ~model_source() = default;
     // Writes plain tensor `d` (embeddings, norms) as dtype `t` through the sink.
     virtual void plain(const plain_desc& d, dtype t, const byte_sink& sink) = 0;

@@ -47,8 +47,9 @@ TEST(formats, e2m1_every_tie_rounds_to_even) {
     struct {
         float x;
         uint8_t code;
-    } cases[] = {{0.25f, 0}, {0.75f, 2}, {1.25f, 2}, {1.75f, 4}, {2.5f, 4}, {3.5f, 6}, {5.0f, 6},
-                 {-0.25f, 8}, {-0.75f, 0xA}, {-1.25f, 0xA}, {-1.75f, 0xC}, {-2.5f, 0xC}, {-3.5f, 0xE}, {-5.0f, 0xE}};
+    } cases[] = {{0.25f, 0},    {0.75f, 2},   {1.25f, 2},   {1.75f, 4},    {2.5f, 4},
+                 {3.5f, 6},     {5.0f, 6},    {-0.25f, 8},  {-0.75f, 0xA}, {-1.25f, 0xA},
+                 {-1.75f, 0xC}, {-2.5f, 0xC}, {-3.5f, 0xE}, {-5.0f, 0xE}};
     for (auto c : cases) EXPECT_EQ(e2m1_from_float(c.x), c.code) << c.x;
     // Just beyond each tie goes the other way.
     EXPECT_EQ(e2m1_from_float(std::nextafter(0.25f, 1.0f)), 1);
@@ -141,8 +142,8 @@ TEST(formats, bf16_and_f16_round_to_nearest_even) {
 // Worked example, formats.md section 8.
 namespace {
 
-const float k_block0[16] = {0,    0.125f, 0.375f, 0.625f, 0.875f, 1.25f,  1.75f,   2.5f,
-                            3.09375f, -0.3125f, -1.0f, -2.0f, -2.875f, 0.1875f, -0.0625f, 1.125f};
+const float k_block0[16] = {0,        0.125f,   0.375f, 0.625f, 0.875f,  1.25f,   1.75f,    2.5f,
+                            3.09375f, -0.3125f, -1.0f,  -2.0f,  -2.875f, 0.1875f, -0.0625f, 1.125f};
 
 std::vector<float> example_row() {
     std::vector<float> w(32, 0.0f);
@@ -241,7 +242,7 @@ TEST(nvfp4, zero_and_subnormal_block_scales) {
     EXPECT_LT(scales[0], 0x08);  // a subnormal scale
     float out[32];
     nvfp4_dequantize(packed, scales, 1, 32, gs, nvfp4_convention_ct, out);
-    EXPECT_EQ(scales[0], 0x03);                              // 0.005 -> 3 x 2^-9
+    EXPECT_EQ(scales[0], 0x03);                             // 0.005 -> 3 x 2^-9
     EXPECT_EQ(out[0], 6.0f * 3.0f * std::ldexp(1.0f, -9));  // 0.03 / 0.00586 = 5.12 -> 6
     // An all-zero block: CT writes 0.125, ModelOpt 1.0; both decode to zeros.
     std::vector<float> z(16, 0.0f);

@@ -15,7 +15,7 @@ using namespace nibble;
 
 namespace {
 
-#define REQUIRE_GPU()                                                               \
+#define REQUIRE_GPU() \
     if (cuda_device_count() == 0) GTEST_SKIP() << "SKIPPED: no CUDA device on this machine"
 
 template <class T>
@@ -75,7 +75,8 @@ TEST(cuda_dequant, mxfp4_bf16_matches_cpu_bit_exact) {
 
 TEST(cuda_dequant, rejects_bad_block_multiple) {
     REQUIRE_GPU();
-    EXPECT_EQ(cuda_nvfp4_dequantize_bf16(nullptr, nullptr, 1, 24, 1.0f, true, nullptr, nullptr), cudaErrorInvalidValue);
+    EXPECT_EQ(cuda_nvfp4_dequantize_bf16(nullptr, nullptr, 1, 24, 1.0f, true, nullptr, nullptr),
+              cudaErrorInvalidValue);
     EXPECT_EQ(cuda_mxfp4_dequantize_bf16(nullptr, nullptr, 1, 48, nullptr, nullptr), cudaErrorInvalidValue);
 }
 
@@ -85,6 +86,6 @@ TEST(cuda_device, query) {
     EXPECT_FALSE(d.name.empty());
     EXPECT_GT(d.n_sms, 0);
     EXPECT_GT(d.memory_bytes, 0u);
-    std::printf("device 0: %s, sm_%d%d, %d SMs, %.1f GiB, L2 %.1f MiB\n", d.name.c_str(), d.sm_major, d.sm_minor,
-                d.n_sms, d.memory_bytes / 1073741824.0, d.l2_bytes / 1048576.0);
+    std::printf("device 0: %s, sm_%d%d, %d SMs, %.1f GiB, L2 %.1f MiB\n", d.name.c_str(), d.sm_major,
+                d.sm_minor, d.n_sms, d.memory_bytes / 1073741824.0, d.l2_bytes / 1048576.0);
 }

@@ -83,11 +83,18 @@ std::vector<float> dequant_loaded(const linear_weight& q) {
     std::vector<float> out(size_t(n * k));
     switch (q.format) {
         case weight_format_nvfp4:
-            nvfp4_dequantize(q.weight.data, q.block_scale.data, n, k, q.global_scale, q.convention, out.data());
+            nvfp4_dequantize(q.weight.data, q.block_scale.data, n, k, q.global_scale, q.convention,
+                             out.data());
             break;
-        case weight_format_mxfp4: mxfp4_dequantize(q.weight.data, q.block_scale.data, n, k, out.data()); break;
-        case weight_format_fp8: fp8_dequantize(q.weight.data, q.fp8_scales.data(), n, k, q.fp8_gran, out.data()); break;
-        case weight_format_dense: out = floats_of(q.weight); break;
+        case weight_format_mxfp4:
+            mxfp4_dequantize(q.weight.data, q.block_scale.data, n, k, out.data());
+            break;
+        case weight_format_fp8:
+            fp8_dequantize(q.weight.data, q.fp8_scales.data(), n, k, q.fp8_gran, out.data());
+            break;
+        case weight_format_dense:
+            out = floats_of(q.weight);
+            break;
     }
     return out;
 }
@@ -98,8 +105,8 @@ struct source_model {
     explicit source_model(bool moe) : path(dir / "src") {
         test::write_file(dir / "config.json", tiny_config(moe).dump());
         test::write_file(dir / "tokenizer_config.json", "{\"chat_template\": \"x\"}");
-        auto r = test::run_nibble("synth --config " + (dir / "config.json") + " --scheme bf16 --seed 3 --tokenizer " +
-                                  dir.path + " " + path);
+        auto r = test::run_nibble("synth --config " + (dir / "config.json") +
+                                  " --scheme bf16 --seed 3 --tokenizer " + dir.path + " " + path);
         EXPECT_EQ(r.exit_code, 0) << r.out;
     }
 };
@@ -108,7 +115,8 @@ void check_round_trip(bool moe, const std::string& scheme, const std::string& fo
     source_model src(moe);
     loaded_model s = load_model(src.path);
     std::string out = src.dir / ("q-" + scheme + "-" + format);
-    auto r = test::run_nibble("quantize " + src.path + " " + out + " --scheme " + scheme + " --format " + format);
+    auto r =
+        test::run_nibble("quantize " + src.path + " " + out + " --scheme " + scheme + " --format " + format);
     ASSERT_EQ(r.exit_code, 0) << r.out;
     EXPECT_TRUE(file_exists(out + "/tokenizer_config.json"));  // side files are copied
     loaded_model q = load_model(out);
@@ -121,7 +129,8 @@ void check_round_trip(bool moe, const std::string& scheme, const std::string& fo
             return abs_max(v.data(), int64_t(v.size()));
         };
         if (w.role <= linear_role_attn_v) return std::max({amax(l.q), amax(l.k), amax(l.v)});
-        if (w.role == linear_role_mlp_gate || w.role == linear_role_mlp_up) return std::max(amax(l.gate), amax(l.up));
+        if (w.role == linear_role_mlp_gate || w.role == linear_role_mlp_up)
+            return std::max(amax(l.gate), amax(l.up));
         return amax(w);
     };
     int n_quantized = 0;
@@ -148,7 +157,8 @@ void check_round_trip(bool moe, const std::string& scheme, const std::string& fo
             ++n_quantized;
             float ga = group_amax(sl, *sw);
             if (qw->role == linear_role_expert_gate || qw->role == linear_role_expert_up) {
-                size_t e = size_t(&*sw - (qw->role == linear_role_expert_gate ? &sl.expert_gate[0] : &sl.expert_up[0]));
+                size_t e = size_t(
+                    &*sw - (qw->role == linear_role_expert_gate ? &sl.expert_gate[0] : &sl.expert_up[0]));
                 auto a = floats_of(sl.expert_gate[e].weight), b = floats_of(sl.expert_up[e].weight);
                 ga = std::max(abs_max(a.data(), int64_t(a.size())), abs_max(b.data(), int64_t(b.size())));
             }
@@ -157,7 +167,8 @@ void check_round_trip(bool moe, const std::string& scheme, const std::string& fo
             std::vector<float> expect = reference_dequant(*qw, floats_of(sw->weight), ga, sd);
             std::vector<float> got = dequant_loaded(*qw);
             ASSERT_EQ(expect.size(), got.size());
-            for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], expect[i]) << qw->name << " element " << i;
+            for (size_t i = 0; i < got.size(); ++i)
+                ASSERT_EQ(got[i], expect[i]) << qw->name << " element " << i;
         }
     }
     EXPECT_GT(n_quantized, 0);
@@ -167,13 +178,27 @@ void check_round_trip(bool moe, const std::string& scheme, const std::string& fo
 
 }  // namespace
 
-TEST(quantize, ct_nvfp4a16_dense) { check_round_trip(false, "nvfp4a16", "compressed-tensors", weight_format_nvfp4); }
-TEST(quantize, modelopt_nvfp4a16_dense) { check_round_trip(false, "nvfp4a16", "modelopt", weight_format_nvfp4); }
-TEST(quantize, ct_nvfp4a16_moe) { check_round_trip(true, "nvfp4a16", "compressed-tensors", weight_format_nvfp4); }
-TEST(quantize, ct_fp8_dynamic) { check_round_trip(false, "fp8-dynamic", "compressed-tensors", weight_format_fp8); }
-TEST(quantize, ct_fp8_block_moe) { check_round_trip(true, "fp8-block", "compressed-tensors", weight_format_fp8); }
-TEST(quantize, modelopt_fp8_dynamic) { check_round_trip(false, "fp8-dynamic", "modelopt", weight_format_fp8); }
-TEST(quantize, ct_mxfp4a16) { check_round_trip(false, "mxfp4a16", "compressed-tensors", weight_format_mxfp4); }
+TEST(quantize, ct_nvfp4a16_dense) {
+    check_round_trip(false, "nvfp4a16", "compressed-tensors", weight_format_nvfp4);
+}
+TEST(quantize, modelopt_nvfp4a16_dense) {
+    check_round_trip(false, "nvfp4a16", "modelopt", weight_format_nvfp4);
+}
+TEST(quantize, ct_nvfp4a16_moe) {
+    check_round_trip(true, "nvfp4a16", "compressed-tensors", weight_format_nvfp4);
+}
+TEST(quantize, ct_fp8_dynamic) {
+    check_round_trip(false, "fp8-dynamic", "compressed-tensors", weight_format_fp8);
+}
+TEST(quantize, ct_fp8_block_moe) {
+    check_round_trip(true, "fp8-block", "compressed-tensors", weight_format_fp8);
+}
+TEST(quantize, modelopt_fp8_dynamic) {
+    check_round_trip(false, "fp8-dynamic", "modelopt", weight_format_fp8);
+}
+TEST(quantize, ct_mxfp4a16) {
+    check_round_trip(false, "mxfp4a16", "compressed-tensors", weight_format_mxfp4);
+}
 
 TEST(quantize, clear_refusals) {
     source_model src(false);
@@ -193,10 +218,13 @@ TEST(quantize, clear_refusals) {
     json c = tiny_config(false);
     c["intermediate_size"] = 40;
     test::write_file(d / "config.json", c.dump());
-    ASSERT_EQ(test::run_nibble("synth --config " + (d / "config.json") + " --scheme bf16 " + (d / "m")).exit_code, 0);
+    ASSERT_EQ(
+        test::run_nibble("synth --config " + (d / "config.json") + " --scheme bf16 " + (d / "m")).exit_code,
+        0);
     r = test::run_nibble("quantize " + (d / "m") + " " + (d / "q") + " --scheme nvfp4a16");
     EXPECT_NE(r.exit_code, 0);
-    EXPECT_NE(r.out.find("down_proj\": K = 40 is not a multiple of the NVFP4 block (16)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("down_proj\": K = 40 is not a multiple of the NVFP4 block (16)"), std::string::npos)
+        << r.out;
     // Already-quantized input.
     ASSERT_EQ(test::run_nibble("quantize " + src.path + " " + out + " --scheme fp8-dynamic").exit_code, 0);
     r = test::run_nibble("quantize " + out + " " + (src.dir / "twice") + " --scheme nvfp4a16");
@@ -247,12 +275,13 @@ quant_config ct_config(bool w4a4) {
     json w = {{"num_bits", 4}, {"type", "float"}, {"strategy", "tensor_group"}, {"group_size", 16}};
     json in = w;
     in["dynamic"] = "local";
-    return quant_config_parse({{"quant_method", "compressed-tensors"},
-                               {"format", "nvfp4-pack-quantized"},
-                               {"config_groups",
-                                {{"group_0",
-                                  {{"targets", {"Linear"}}, {"weights", w}, {"input_activations", w4a4 ? in : json(nullptr)}}}}}},
-                              "config.json");
+    return quant_config_parse(
+        {{"quant_method", "compressed-tensors"},
+         {"format", "nvfp4-pack-quantized"},
+         {"config_groups",
+          {{"group_0",
+            {{"targets", {"Linear"}}, {"weights", w}, {"input_activations", w4a4 ? in : json(nullptr)}}}}}},
+        "config.json");
 }
 
 std::string map_error(const std::vector<tensor_bytes>& ts, const quant_config& q) {
@@ -271,7 +300,8 @@ std::string map_error(const std::vector<tensor_bytes>& ts, const quant_config& q
 TEST(load_module, ct_nvfp4_ok) {
     test::temp_dir d;
     checkpoint ck(write_module(d, ct_nvfp4_module()));
-    linear_weight w = linear_weight_map(ck, {"m", linear_role_mlp_up, 0, -1, 32, 64, false}, ct_config(false));
+    linear_weight w =
+        linear_weight_map(ck, {"m", linear_role_mlp_up, 0, -1, 32, 64, false}, ct_config(false));
     EXPECT_EQ(w.format, weight_format_nvfp4);
     EXPECT_EQ(w.global_scale, 384.0f);
     EXPECT_EQ(w.act, act_format_none);
@@ -291,7 +321,8 @@ TEST(load_module, hostile_inputs_name_the_tensor) {
     // NaN and negative block scales.
     auto nan = ts;
     nan[1].bytes[4 * 7 + 2] = 0x7F;
-    EXPECT_NE(map_error(nan, q).find("\"m.weight_scale\": block scale at [7, 2] is 0x7F (NaN)"), std::string::npos)
+    EXPECT_NE(map_error(nan, q).find("\"m.weight_scale\": block scale at [7, 2] is 0x7F (NaN)"),
+              std::string::npos)
         << map_error(nan, q);
     auto neg = ts;
     neg[1].bytes[5] = 0xB8;
@@ -299,7 +330,8 @@ TEST(load_module, hostile_inputs_name_the_tensor) {
     // Wrong shape and dtype.
     auto shape = ts;
     shape[1].shape = {4, 32};
-    EXPECT_NE(map_error(shape, q).find("\"m.weight_scale\": expected shape [32, 4], found [4, 32]"), std::string::npos)
+    EXPECT_NE(map_error(shape, q).find("\"m.weight_scale\": expected shape [32, 4], found [4, 32]"),
+              std::string::npos)
         << map_error(shape, q);
     auto dt = ts;
     dt[1].type = dtype_u8;  // looks like MXFP4 scales, with the wrong shape for it
@@ -307,24 +339,30 @@ TEST(load_module, hostile_inputs_name_the_tensor) {
     // Zero / non-finite global scale.
     auto zero = ts;
     zero[2].bytes = f32_bytes(0.0f);
-    EXPECT_NE(map_error(zero, q).find("\"m.weight_global_scale\": scale must be finite and positive"), std::string::npos);
+    EXPECT_NE(map_error(zero, q).find("\"m.weight_global_scale\": scale must be finite and positive"),
+              std::string::npos);
     // W4A4 config but no input global scale.
     EXPECT_NE(map_error(ts, ct_config(true)).find("\"m.input_global_scale\" not found"), std::string::npos);
     // Config and tensors disagree.
-    EXPECT_NE(map_error(ts, quant_config{}).find("holds nvfp4 weights but the checkpoint (no quantization config) "
-                                                 "expects it unquantized"),
+    EXPECT_NE(map_error(ts, quant_config{})
+                  .find("holds nvfp4 weights but the checkpoint (no quantization config) "
+                        "expects it unquantized"),
               std::string::npos)
         << map_error(ts, quant_config{});
-    std::vector<tensor_bytes> dense = {{"m.weight", dtype_bf16, {32, 64}, std::vector<uint8_t>(32 * 64 * 2, 0)}};
-    EXPECT_NE(map_error(dense, q).find("holds dense weights but config.json expects nvfp4"), std::string::npos)
+    std::vector<tensor_bytes> dense = {
+        {"m.weight", dtype_bf16, {32, 64}, std::vector<uint8_t>(32 * 64 * 2, 0)}};
+    EXPECT_NE(map_error(dense, q).find("holds dense weights but config.json expects nvfp4"),
+              std::string::npos)
         << map_error(dense, q);
     // FP8 weight without a scale; FP8 scale of no known shape.
-    std::vector<tensor_bytes> fp8 = {{"m.weight", dtype_f8_e4m3, {32, 64}, std::vector<uint8_t>(32 * 64, 0x38)}};
+    std::vector<tensor_bytes> fp8 = {
+        {"m.weight", dtype_f8_e4m3, {32, 64}, std::vector<uint8_t>(32 * 64, 0x38)}};
     EXPECT_NE(map_error(fp8, quant_config{}).find("FP8 weight without scales"), std::string::npos);
     fp8.push_back({"m.weight_scale", dtype_bf16, {3}, std::vector<uint8_t>(6, 0x3F)});
     EXPECT_NE(map_error(fp8, quant_config{}).find("fits none of"), std::string::npos);
     // Nothing at all.
-    EXPECT_NE(map_error({{"other", dtype_f32, {1}, f32_bytes(1)}}, q).find("neither \"m.weight\" nor"), std::string::npos);
+    EXPECT_NE(map_error({{"other", dtype_f32, {1}, f32_bytes(1)}}, q).find("neither \"m.weight\" nor"),
+              std::string::npos);
 }
 
 TEST(load_module, scale_dtypes_and_shapes_accepted) {
@@ -337,19 +375,23 @@ TEST(load_module, scale_dtypes_and_shapes_accepted) {
         ts[2] = {"m.weight_global_scale", t, shape, b};
         test::temp_dir d;
         checkpoint ck(write_module(d, ts));
-        EXPECT_EQ(linear_weight_map(ck, {"m", linear_role_mlp_up, 0, -1, 32, 64, false}, ct_config(false)).global_scale, 384.0f);
+        EXPECT_EQ(linear_weight_map(ck, {"m", linear_role_mlp_up, 0, -1, 32, 64, false}, ct_config(false))
+                      .global_scale,
+                  384.0f);
     }
     std::vector<uint8_t> sc(32 * 2);
     for (int i = 0; i < 32; ++i) store_float(dtype_bf16, sc.data(), size_t(i), 0.5f);
-    std::vector<tensor_bytes> fp8 = {{"m.weight", dtype_f8_e4m3, {32, 64}, std::vector<uint8_t>(32 * 64, 0x38)},
-                                     {"m.weight_scale", dtype_bf16, {32, 1}, sc}};
+    std::vector<tensor_bytes> fp8 = {
+        {"m.weight", dtype_f8_e4m3, {32, 64}, std::vector<uint8_t>(32 * 64, 0x38)},
+        {"m.weight_scale", dtype_bf16, {32, 1}, sc}};
     test::temp_dir d;
     checkpoint ck(write_module(d, fp8));
     json wa = {{"num_bits", 8}, {"type", "float"}, {"strategy", "channel"}};
-    quant_config q = quant_config_parse({{"quant_method", "compressed-tensors"},
-                                         {"format", "float-quantized"},
-                                         {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", wa}}}}}},
-                                        "config.json");
+    quant_config q =
+        quant_config_parse({{"quant_method", "compressed-tensors"},
+                            {"format", "float-quantized"},
+                            {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", wa}}}}}},
+                           "config.json");
     linear_weight w = linear_weight_map(ck, {"m", linear_role_mlp_up, 0, -1, 32, 64, false}, q);
     EXPECT_EQ(w.fp8_gran, fp8_granularity_channel);
     EXPECT_EQ(w.fp8_scales[31], 0.5f);

@@ -14,9 +14,9 @@ namespace {
 
 // A CT NVFP4 W4A4 config as llm-compressor writes it (older files: no scale_dtype, "minmax" observer).
 json ct_nvfp4(bool w4a4) {
-    json w = {{"num_bits", 4},          {"type", "float"},     {"strategy", "tensor_group"},
-              {"group_size", 16},       {"symmetric", true},   {"dynamic", false},
-              {"observer", "minmax"},   {"actorder", nullptr}, {"block_structure", nullptr}};
+    json w = {{"num_bits", 4},        {"type", "float"},     {"strategy", "tensor_group"},
+              {"group_size", 16},     {"symmetric", true},   {"dynamic", false},
+              {"observer", "minmax"}, {"actorder", nullptr}, {"block_structure", nullptr}};
     json in = w;
     in["dynamic"] = "local";
     return {{"quant_method", "compressed-tensors"},
@@ -51,8 +51,8 @@ TEST(quant_config, ct_nvfp4_w4a4_and_weight_only) {
     EXPECT_EQ(s->acts, act_format_nvfp4);
     EXPECT_EQ(s->convention, nvfp4_convention_ct);
     EXPECT_FALSE(q.scheme_for("lm_head"));
-    EXPECT_FALSE(q.scheme_for("model.layers.3.mlp.gate"));             // the MoE router
-    EXPECT_TRUE(q.scheme_for("model.layers.3.mlp.gate_proj"));         // "$" anchors the regex end
+    EXPECT_FALSE(q.scheme_for("model.layers.3.mlp.gate"));      // the MoE router
+    EXPECT_TRUE(q.scheme_for("model.layers.3.mlp.gate_proj"));  // "$" anchors the regex end
     EXPECT_TRUE(q.scheme_for("model.layers.3.mlp.experts.7.gate_proj"));
     q = quant_config_parse(ct_nvfp4(false), "config.json");
     EXPECT_EQ(q.scheme_for("model.layers.0.mlp.down_proj")->acts, act_format_none);
@@ -76,15 +76,21 @@ TEST(quant_config, ct_regex_is_anchored_at_start_only) {
 
 TEST(quant_config, ct_fp8_strategies) {
     auto fp8 = [](const char* strategy, json act) {
-        json w = {{"num_bits", 8}, {"type", "float"}, {"strategy", strategy}, {"symmetric", true}, {"dynamic", false}};
+        json w = {{"num_bits", 8},
+                  {"type", "float"},
+                  {"strategy", strategy},
+                  {"symmetric", true},
+                  {"dynamic", false}};
         if (std::string(strategy) == "block") w["block_structure"] = {128, 128};
         return json{{"quant_method", "compressed-tensors"},
                     {"format", "float-quantized"},
                     {"ignore", {"lm_head"}},
-                    {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", w}, {"input_activations", act}}}}}};
+                    {"config_groups",
+                     {{"group_0", {{"targets", {"Linear"}}, {"weights", w}, {"input_activations", act}}}}}};
     };
     json token = {{"num_bits", 8}, {"type", "float"}, {"strategy", "token"}, {"dynamic", true}};
-    json group = {{"num_bits", 8}, {"type", "float"}, {"strategy", "group"}, {"group_size", 128}, {"dynamic", true}};
+    json group = {
+        {"num_bits", 8}, {"type", "float"}, {"strategy", "group"}, {"group_size", 128}, {"dynamic", true}};
     json stat = {{"num_bits", 8}, {"type", "float"}, {"strategy", "tensor"}, {"dynamic", false}};
     auto s = quant_config_parse(fp8("channel", token), "c").scheme_for("m");
     EXPECT_EQ(s->fp8_gran, fp8_granularity_channel);
@@ -101,7 +107,9 @@ TEST(quant_config, ct_fp8_strategies) {
 }
 
 TEST(quant_config, modelopt_config_json_and_hf_quant_config) {
-    json q = {{"quant_method", "modelopt"}, {"quant_algo", "NVFP4"}, {"ignore", {"lm_head", "model.layers.*.mlp.gate"}}};
+    json q = {{"quant_method", "modelopt"},
+              {"quant_algo", "NVFP4"},
+              {"ignore", {"lm_head", "model.layers.*.mlp.gate"}}};
     quant_config c = quant_config_parse(q, "config.json");
     auto s = c.scheme_for("model.layers.0.mlp.experts.3.up_proj");
     ASSERT_TRUE(s);
@@ -135,7 +143,10 @@ TEST(quant_config, modelopt_config_json_and_hf_quant_config) {
 }
 
 TEST(quant_config, fp8_block_and_gpt_oss_mxfp4) {
-    json q = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"}, {"weight_block_size", {128, 128}}};
+    json q = {{"quant_method", "fp8"},
+              {"fmt", "e4m3"},
+              {"activation_scheme", "dynamic"},
+              {"weight_block_size", {128, 128}}};
     auto s = quant_config_parse(q, "c").scheme_for("model.layers.0.mlp.up_proj");
     EXPECT_EQ(s->weights, weight_format_fp8);
     EXPECT_EQ(s->fp8_gran, fp8_granularity_block);
@@ -157,7 +168,8 @@ TEST(quant_config, unknown_schemes_are_refused_by_name) {
     EXPECT_NE(error_of(intq).find("type \"int\""), std::string::npos);
     json nogroups = {{"quant_method", "compressed-tensors"}, {"format", "nvfp4-pack-quantized"}};
     EXPECT_NE(error_of(nogroups).find("config_groups"), std::string::npos);
-    EXPECT_NE(error_of({{"quant_method", "modelopt"}, {"quant_algo", "INT4_AWQ"}}).find("\"INT4_AWQ\""), std::string::npos);
+    EXPECT_NE(error_of({{"quant_method", "modelopt"}, {"quant_algo", "INT4_AWQ"}}).find("\"INT4_AWQ\""),
+              std::string::npos);
     json mismatch = ct_nvfp4(false);
     mismatch["format"] = "float-quantized";
     EXPECT_NE(error_of(mismatch).find("does not match"), std::string::npos);
