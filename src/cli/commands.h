@@ -12,6 +12,7 @@ using command_args = std::span<const std::string>;
 int cmd_inspect(command_args args);
 int cmd_quantize(command_args args);
 int cmd_synth(command_args args);
+int cmd_perplexity(command_args args);
 int cmd_template(command_args args);
 int cmd_tokenize(command_args args);
 int cmd_detokenize(command_args args);

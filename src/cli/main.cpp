@@ -17,6 +17,7 @@ struct command {
 const command k_commands[] = {
     {"inspect", nibble::cmd_inspect, "parameters, formats and bytes per token; predicted decode speed"},
     {"quantize", nibble::cmd_quantize, "quantize a BF16/F16/F32 checkpoint to NVFP4, FP8 or MXFP4"},
+    {"perplexity", nibble::cmd_perplexity, "windowed perplexity of a text file"},
     {"synth", nibble::cmd_synth, "write a random-weight checkpoint for a config.json, in any scheme"},
     {"template", nibble::cmd_template, "render a conversation with a model folder's chat template"},
     {"tokenize", nibble::cmd_tokenize, "text -> token ids with a model folder's tokenizer.json"},

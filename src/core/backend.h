@@ -1,0 +1,65 @@
+// The Backend interface: the ops the model forward is written over (core/forward.h), implemented once
+// per device (src/cpu: the reference; src/cuda: the fast path). Activations are float32 row-major
+// matrices in backend memory; weights are the views of core/weights.h (the backend may upload them).
+//
+// KV cache layout (per backend, allocated by kv_init): for each slot (one sequence), layer and
+// position, K and V rows of n_kv_heads × head_dim values.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "core/config.h"
+#include "core/weights.h"
+
+namespace nibble {
+
+// Where each token of a step goes: its sequence slot and its position in that sequence. Tokens of one
+// sequence in a step are consecutive and in increasing position (a prefill chunk or a decode token).
+struct step_tokens {
+    std::span<const int32_t> ids;        // [T]
+    std::span<const int32_t> slots;      // [T]
+    std::span<const int32_t> positions;  // [T]
+};
+
+class backend {
+  public:
+    virtual ~backend() = default;
+    virtual const char* name() const = 0;
+
+    // Memory for n floats, owned by the backend until it is destroyed.
+    virtual float* alloc(size_t n) = 0;
+    // Copies n floats from backend memory to the host.
+    virtual void to_host(const float* src, size_t n, float* dst) = 0;
+
+    // KV cache for n_slots sequences of up to max_ctx positions each.
+    virtual void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx) = 0;
+
+    // out[t] = table[ids[t]] (table [vocab, hidden]).
+    virtual void embed(const tensor_view& table, const step_tokens& s, float* out) = 0;
+    // out = x / rms(x) * w per row (x and out may alias).
+    virtual void rms_norm(const float* x, const tensor_view& w, int64_t rows, int64_t cols, float eps,
+                          float* out) = 0;
+    // x += y.
+    virtual void add(float* x, const float* y, int64_t n) = 0;
+    // out [rows, w.n] = x [rows, w.k] · Wᵀ (+ bias), with the layer's exact scheme semantics
+    // (activation quantization for W4A4 / FP8 included).
+    virtual void linear(const float* x, int64_t rows, const linear_weight& w, float* out) = 0;
+    // out = silu(gate) * up, elementwise over n values (out may alias gate).
+    virtual void silu_mul(const float* gate, const float* up, int64_t n, float* out) = 0;
+    // dst[i] = src[rows[i]] for rows of `cols` floats.
+    virtual void gather_rows(const float* src, int64_t cols, std::span<const int32_t> rows, float* dst) = 0;
+    // Per-head RMSNorm (Qwen3 q_norm/k_norm, when the tensors are non-empty) then RoPE, in place, on
+    // q [T, n_heads·hd] and k [T, n_kv·hd]; then appends k and v [T, n_kv·hd] to the KV cache.
+    virtual void rope_and_cache(const model_config& c, int32_t layer, const layer_weights& l,
+                                const step_tokens& s, float* q, float* k, const float* v) = 0;
+    // Causal attention of q [T, n_heads·hd] over each token's sequence up to its position (GQA).
+    virtual void attention(const model_config& c, int32_t layer, const step_tokens& s, const float* q,
+                           float* out) = 0;
+    // Routed experts: out [T, hidden] = Σ_topk weight · expert(x), from router logits [T, n_experts]
+    // (softmax, top-k, optional renormalisation: Qwen3-MoE semantics).
+    virtual void moe(const model_config& c, const layer_weights& l, const float* x,
+                     const float* router_logits, int64_t rows, float* out) = 0;
+};
+
+}  // namespace nibble

@@ -1,0 +1,66 @@
+#include "core/forward.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace nibble {
+
+model_forward::model_forward(const model_config& c, const model_weights& w, backend& b, int32_t max_tokens,
+                             int32_t max_logit_rows)
+    : c_(c), w_(w), b_(b), max_tokens_(max_tokens), max_logit_rows_(max_logit_rows) {
+    const size_t t = size_t(max_tokens), hq = size_t(c.n_heads * c.head_dim),
+                 hkv = size_t(c.n_kv_heads * c.head_dim);
+    const size_t hid = size_t(c.hidden_size), inter = size_t(std::max<int64_t>(c.intermediate_size, 1));
+    x_ = b.alloc(t * hid);
+    h_ = b.alloc(t * std::max(hid, hq));
+    q_ = b.alloc(t * hq);
+    k_ = b.alloc(t * hkv);
+    v_ = b.alloc(t * hkv);
+    attn_ = b.alloc(t * hq);
+    gate_ = b.alloc(t * inter);
+    up_ = b.alloc(t * inter);
+    mlp_ = b.alloc(t * hid);
+    router_ = b.alloc(t * size_t(std::max<int64_t>(c.n_experts, 1)));
+    last_ = b.alloc(size_t(max_logit_rows) * hid);
+    logits_ = b.alloc(size_t(max_logit_rows) * size_t(c.vocab_size));
+}
+
+void model_forward::step(const step_tokens& s, std::span<const int32_t> logit_rows, float* logits_host) {
+    const int64_t T = int64_t(s.ids.size()), H = c_.hidden_size;
+    if (T == 0) return;
+    if (T > max_tokens_) fail("step of {} tokens exceeds the {} this engine was sized for", T, max_tokens_);
+    if (int64_t(logit_rows.size()) > max_logit_rows_)
+        fail("{} logit rows requested, at most {}", logit_rows.size(), max_logit_rows_);
+    b_.embed(w_.embed, s, x_);
+    for (int32_t li = 0; li < int32_t(w_.layers.size()); ++li) {
+        const layer_weights& l = w_.layers[size_t(li)];
+        b_.rms_norm(x_, l.attn_norm, T, H, c_.rms_norm_eps, h_);
+        b_.linear(h_, T, l.q, q_);
+        b_.linear(h_, T, l.k, k_);
+        b_.linear(h_, T, l.v, v_);
+        b_.rope_and_cache(c_, li, l, s, q_, k_, v_);
+        b_.attention(c_, li, s, q_, attn_);
+        b_.linear(attn_, T, l.o, h_);
+        b_.add(x_, h_, T * H);
+        b_.rms_norm(x_, l.ffn_norm, T, H, c_.rms_norm_eps, h_);
+        if (l.moe) {
+            b_.linear(h_, T, l.router, router_);
+            b_.moe(c_, l, h_, router_, T, mlp_);
+        } else {
+            b_.linear(h_, T, l.gate, gate_);
+            b_.linear(h_, T, l.up, up_);
+            b_.silu_mul(gate_, up_, T * c_.intermediate_size, gate_);
+            b_.linear(gate_, T, l.down, mlp_);
+        }
+        b_.add(x_, mlp_, T * H);
+    }
+    if (logit_rows.empty()) return;
+    const int64_t R = int64_t(logit_rows.size());
+    b_.gather_rows(x_, H, logit_rows, last_);
+    b_.rms_norm(last_, w_.final_norm, R, H, c_.rms_norm_eps, last_);
+    b_.linear(last_, R, w_.lm_head, logits_);
+    b_.to_host(logits_, size_t(R * c_.vocab_size), logits_host);
+}
+
+}  // namespace nibble

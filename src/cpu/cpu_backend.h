@@ -1,0 +1,60 @@
+// The CPU backend: the reference every other backend is tested against. Float32 activations and
+// accumulation, exact scheme semantics (formats.md), packed weights read in place, OpenMP over output
+// features. Each output is computed by one thread in a fixed order, so results do not depend on the
+// thread count.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/backend.h"
+
+namespace nibble {
+
+class cpu_backend : public backend {
+  public:
+    const char* name() const override { return "cpu"; }
+    float* alloc(size_t n) override;
+    void to_host(const float* src, size_t n, float* dst) override;
+    void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx) override;
+
+    void embed(const tensor_view& table, const step_tokens& s, float* out) override;
+    void rms_norm(const float* x, const tensor_view& w, int64_t rows, int64_t cols, float eps,
+                  float* out) override;
+    void add(float* x, const float* y, int64_t n) override;
+    void linear(const float* x, int64_t rows, const linear_weight& w, float* out) override;
+    void silu_mul(const float* gate, const float* up, int64_t n, float* out) override;
+    void gather_rows(const float* src, int64_t cols, std::span<const int32_t> rows, float* dst) override;
+    void rope_and_cache(const model_config& c, int32_t layer, const layer_weights& l, const step_tokens& s,
+                        float* q, float* k, const float* v) override;
+    void attention(const model_config& c, int32_t layer, const step_tokens& s, const float* q,
+                   float* out) override;
+    void moe(const model_config& c, const layer_weights& l, const float* x, const float* router_logits,
+             int64_t rows, float* out) override;
+
+    // Calibration: when set, every linear layer's input absmax is folded into the observer
+    // (name -> running max), for `nibble quantize --calib`.
+    void set_input_observer(std::function<void(const linear_weight&, float amax)> f) {
+        observer_ = std::move(f);
+    }
+
+  private:
+    float* kv_row(bool value, int32_t slot, int32_t layer, int32_t pos);
+    std::vector<std::unique_ptr<float[]>> buffers_;
+    std::vector<float> k_cache_, v_cache_;
+    std::vector<float> inv_freq_;
+    int32_t n_slots_ = 0, max_ctx_ = 0, n_layers_ = 0;
+    int64_t kv_dim_ = 0;
+    std::function<void(const linear_weight&, float)> observer_;
+};
+
+// Decodes row r of a linear weight into k floats (exact dequantized values, formats.md 8.5.9 order).
+void cpu_decode_row(const linear_weight& w, int64_t r, float* out);
+// The activations a linear layer actually multiplies: x itself (weight-only) or x quantized and
+// dequantized per the layer's activation scheme (W4A4 per-16, FP8 per token / per 128-group / static).
+void cpu_quantize_activations(const linear_weight& w, const float* x, int64_t rows, float* out);
+// RoPE inverse frequencies (default or Llama-3 scaling), as transformers computes them.
+std::vector<float> rope_inv_freq(const model_config& c);
+
+}  // namespace nibble

@@ -1,0 +1,88 @@
+#include "engine/runner.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "cpu/cpu_backend.h"
+
+namespace nibble {
+
+model_runner::model_runner(const std::string& dir, const runner_options& opt) : model_(load_model(dir)) {
+    if (opt.load_tokenizer) tok_ = std::make_unique<tokenizer>(tokenizer::load(dir));
+    max_ctx_ = int32_t(std::min<int64_t>(opt.max_ctx, model_.config.max_position_embeddings));
+    max_step_ = std::max(1, opt.max_step);
+    backend_ = std::make_unique<cpu_backend>();
+    backend_->kv_init(model_.config, opt.n_slots, max_ctx_);
+    forward_ =
+        std::make_unique<model_forward>(model_.config, model_.weights, *backend_, max_step_, max_step_);
+}
+
+model_runner::~model_runner() = default;
+
+std::vector<float> model_runner::prefill(int32_t slot, std::span<const int32_t> ids, int32_t start) {
+    if (ids.empty()) fail("prefill of an empty prompt");
+    if (start + int64_t(ids.size()) > max_ctx_)
+        fail("prompt of {} tokens at position {} exceeds the context of {} tokens", ids.size(), start,
+             max_ctx_);
+    const int64_t V = config().vocab_size;
+    std::vector<float> logits(static_cast<size_t>(V));
+    std::vector<int32_t> slots, pos;
+    for (size_t c0 = 0; c0 < ids.size(); c0 += size_t(max_step_)) {
+        size_t n = std::min(ids.size() - c0, size_t(max_step_));
+        slots.assign(n, slot);
+        pos.resize(n);
+        for (size_t i = 0; i < n; ++i) pos[i] = start + int32_t(c0 + i);
+        step_tokens s{ids.subspan(c0, n), slots, pos};
+        const bool last = c0 + n == ids.size();
+        int32_t row = int32_t(n - 1);
+        forward_->step(s, last ? std::span<const int32_t>(&row, 1) : std::span<const int32_t>(),
+                       logits.data());
+    }
+    return logits;
+}
+
+std::vector<float> model_runner::score(int32_t slot, std::span<const int32_t> ids) {
+    if (int64_t(ids.size()) > max_ctx_)
+        fail("{} tokens exceed the context of {} tokens", ids.size(), max_ctx_);
+    const int64_t V = config().vocab_size;
+    std::vector<float> logits(ids.size() * size_t(V));
+    std::vector<int32_t> slots, pos, rows;
+    for (size_t c0 = 0; c0 < ids.size(); c0 += size_t(max_step_)) {
+        size_t n = std::min(ids.size() - c0, size_t(max_step_));
+        slots.assign(n, slot);
+        pos.resize(n);
+        rows.resize(n);
+        for (size_t i = 0; i < n; ++i) pos[i] = int32_t(c0 + i), rows[i] = int32_t(i);
+        forward_->step(step_tokens{ids.subspan(c0, n), slots, pos}, rows, logits.data() + c0 * size_t(V));
+    }
+    return logits;
+}
+
+std::vector<float> model_runner::decode(std::span<const int32_t> slots, std::span<const int32_t> ids,
+                                        std::span<const int32_t> positions) {
+    const int64_t V = config().vocab_size;
+    std::vector<float> logits(ids.size() * size_t(V));
+    std::vector<int32_t> rows(ids.size());
+    for (size_t i = 0; i < rows.size(); ++i) rows[i] = int32_t(i);
+    for (int32_t p : positions)
+        if (p >= max_ctx_) fail("position {} reaches the end of the context ({} tokens)", p, max_ctx_);
+    forward_->step(step_tokens{ids, slots, positions}, rows, logits.data());
+    return logits;
+}
+
+uint64_t model_runner::kv_bytes_per_position() const {
+    return 2ull * uint64_t(config().n_layers * config().n_kv_heads * config().head_dim) * sizeof(float);
+}
+
+std::string logits_hash(std::span<const float> logits) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (float f : logits) {
+        uint32_t u;
+        std::memcpy(&u, &f, 4);
+        for (int i = 0; i < 4; ++i) h = (h ^ ((u >> (8 * i)) & 0xFF)) * 0x100000001B3ull;
+    }
+    return fmt::format("{:016x}", h);
+}
+
+}  // namespace nibble

@@ -1,0 +1,55 @@
+// A model ready to run: the loaded checkpoint, its tokenizer, a backend with its KV cache, and the
+// forward. Sequences live in slots; prefill feeds a prompt chunk by chunk, decode one token per slot.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/forward.h"
+#include "loader/model_loader.h"
+#include "tokenizer/tokenizer.h"
+
+namespace nibble {
+
+struct runner_options {
+    int32_t max_ctx = 4096;  // positions per sequence (capped by max_position_embeddings)
+    int32_t n_slots = 1;     // sequences held at once
+    int32_t max_step = 256;  // tokens per forward step (prefill chunk)
+    bool load_tokenizer = true;
+};
+
+class model_runner {
+  public:
+    model_runner(const std::string& dir, const runner_options& opt);
+    ~model_runner();
+
+    // Feeds ids at positions start.. of `slot`; returns the logits after the last one ([vocab]).
+    std::vector<float> prefill(int32_t slot, std::span<const int32_t> ids, int32_t start);
+    // Logits after every id (rows [ids.size(), vocab]), for perplexity; the KV of `slot` is overwritten.
+    std::vector<float> score(int32_t slot, std::span<const int32_t> ids);
+    // One decode step for several slots at once: ids[i] at positions[i] of slots[i]; logits [n, vocab].
+    std::vector<float> decode(std::span<const int32_t> slots, std::span<const int32_t> ids,
+                              std::span<const int32_t> positions);
+
+    const loaded_model& model() const { return model_; }
+    const model_config& config() const { return model_.config; }
+    const tokenizer& tok() const { return *tok_; }
+    backend& device() { return *backend_; }
+    int32_t max_ctx() const { return max_ctx_; }
+    // Bytes of the KV cache per position as this backend stores it.
+    uint64_t kv_bytes_per_position() const;
+
+  private:
+    loaded_model model_;
+    std::unique_ptr<tokenizer> tok_;
+    std::unique_ptr<backend> backend_;
+    std::unique_ptr<model_forward> forward_;
+    int32_t max_ctx_, max_step_;
+};
+
+// A short hash of a logits vector (FNV-1a over the float bits), for quick regression checks.
+std::string logits_hash(std::span<const float> logits);
+
+}  // namespace nibble
