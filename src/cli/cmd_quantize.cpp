@@ -1,7 +1,8 @@
 // nibble quantize IN OUT --scheme nvfp4|nvfp4a16|fp8-dynamic|fp8-block|mxfp4a16
-//                 [--format compressed-tensors|modelopt] [--calib TEXTFILE]
+//                 [--format compressed-tensors|modelopt] [--calib TEXTFILE [--calib-tokens N]]
 // Reads a BF16/F16/F32 Hugging Face checkpoint and writes one that vLLM loads unchanged.
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -9,6 +10,8 @@
 #include "cli/staged_dir.h"
 #include "core/error.h"
 #include "core/formats.h"
+#include "cpu/cpu_backend.h"
+#include "engine/runner.h"
 #include "loader/model_loader.h"
 #include "loader/model_writer.h"
 
@@ -18,7 +21,8 @@ namespace {
 
 const char* k_usage =
     "nibble quantize IN OUT --scheme nvfp4|nvfp4a16|fp8-dynamic|fp8-block|mxfp4a16\n"
-    "                [--format compressed-tensors|modelopt] [--calib TEXTFILE] [--max-shard-size GB]";
+    "                [--format compressed-tensors|modelopt] [--calib TEXTFILE [--calib-tokens N]] "
+    "[--max-shard-size GB]";
 
 void read_floats(const tensor_view& t, std::vector<float>& out) {
     out.resize(size_t(t.numel()));
@@ -48,17 +52,58 @@ class checkpoint_source : public model_source {
         if (d.bias) read_floats(ck_.get(d.name + ".bias"), bias);
     }
     float input_amax(const linear_desc& d) override {
-        fail("module {}: W4A4 input scales need calibration statistics", d.name);
+        auto it = input_amax_.find(d.name);
+        if (it != input_amax_.end() && it->second > 0) return it->second;
+        // An expert no calibration token was routed to: the largest input seen by the same projection of
+        // the layer's other experts, which covers the tokens routed to it later.
+        float best = 0;
+        if (d.expert >= 0) {
+            std::string prefix = d.name.substr(0, d.name.find(".experts.") + 1);
+            std::string proj = d.name.substr(d.name.rfind('.'));
+            for (const auto& [name, a] : input_amax_)
+                if (name.starts_with(prefix) && name.ends_with(proj)) best = std::max(best, a);
+        }
+        if (best > 0) return best;
+        fail("module {}: no calibration statistics (the calibration text never reached it)", d.name);
     }
+    std::map<std::string, float> input_amax_;  // module -> absmax of its inputs over the calibration text
 
   private:
     const checkpoint& ck_;
 };
 
+// Runs the calibration text through the source model on the CPU and records each linear layer's input
+// absmax (llm-compressor's static_minmax observer for W4A4 input global scales).
+std::map<std::string, float> calibrate(const std::string& dir, const std::string& text_file,
+                                       int64_t max_tokens) {
+    runner_options opt;
+    opt.max_ctx = 512;
+    opt.max_step = 512;
+    model_runner r(dir, opt);
+    std::map<std::string, float> amax;
+    auto* cpu = dynamic_cast<cpu_backend*>(&r.device());
+    if (!cpu) fail("calibration runs on the CPU backend");
+    cpu->set_input_observer([&](const linear_weight& w, float a) {
+        float& m = amax[w.name];
+        m = std::max(m, a);
+    });
+    std::vector<int32_t> ids = r.tok().encode(read_text_file(text_file));
+    if (int64_t(ids.size()) > max_tokens) ids.resize(size_t(max_tokens));
+    if (ids.empty()) fail("--calib {}: no tokens", text_file);
+    progress_bar bar("calibrate", ids.size());
+    for (size_t i = 0; i < ids.size(); i += size_t(opt.max_ctx)) {  // chunks of 512 from an empty context
+        size_t n = std::min(ids.size() - i, size_t(opt.max_ctx));
+        r.prefill(0, std::span<const int32_t>(ids.data() + i, n), 0);
+        bar.update(i + n);
+    }
+    bar.finish();
+    return amax;
+}
+
 }  // namespace
 
 int cmd_quantize(command_args args) {
-    arg_parser a(args, {"--scheme", "--format", "--calib", "--max-shard-size"}, {"--help"});
+    arg_parser a(args, {"--scheme", "--format", "--calib", "--calib-tokens", "--max-shard-size"}, {"--help"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
         return 0;
@@ -68,16 +113,10 @@ int cmd_quantize(command_args args) {
     auto scheme = a.get("--scheme");
     if (!scheme) fail("--scheme is required; usage: {}", k_usage);
     out_config oc = out_config_parse(*scheme, a.get_or("--format", "compressed-tensors"), false);
-    if (a.get("--calib"))
-        fail(
-            "--calib needs the CPU engine (a forward pass over the calibration text), which this build does "
-            "not "
-            "have yet");
-    if (oc.scheme == out_scheme_nvfp4)
+    if (oc.scheme == out_scheme_nvfp4 && !a.get("--calib"))
         fail(
             "--scheme nvfp4 (W4A4) needs activation statistics for its input global scales: pass --calib "
-            "TEXTFILE, "
-            "or use --scheme nvfp4a16 (weight-only)");
+            "TEXTFILE, or use --scheme nvfp4a16 (weight-only)");
 
     std::string cfg_path = in + "/config.json";
     nlohmann::json cj = nlohmann::json::parse(read_text_file(cfg_path), nullptr, false);
@@ -108,6 +147,12 @@ int cmd_quantize(command_args args) {
 
     staged_dir out(out_path);
     checkpoint_source src(ck);
+    if (auto calib = a.get("--calib")) {
+        if (oc.scheme != out_scheme_nvfp4)
+            fail("--calib is only used by --scheme nvfp4 (W4A4 input scales); {} needs none",
+                 out_scheme_name(oc.scheme));
+        src.input_amax_ = calibrate(in, *calib, a.get_int("--calib-tokens", 16384));
+    }
     model_write_options opt;
     opt.progress_label = "quantize " + out_scheme_name(oc.scheme);
     opt.max_shard_bytes = uint64_t(a.get_double("--max-shard-size", 5.0) * 1e9);
