@@ -13,6 +13,7 @@ int cmd_inspect(command_args args);
 int cmd_quantize(command_args args);
 int cmd_synth(command_args args);
 int cmd_perplexity(command_args args);
+int cmd_run(command_args args);
 int cmd_template(command_args args);
 int cmd_tokenize(command_args args);
 int cmd_detokenize(command_args args);
