@@ -25,12 +25,17 @@ std::vector<std::string> golden_models() {
     return out;
 }
 
-// Logit bound: float32 with different summation orders stays within ~1e-4 of transformers; with
-// activation quantization a value on a rounding boundary may land on the other code, which moves a
-// few logits further.
-double logit_bound(const json& g) {
+// Logit bounds, from measurements (2026-11-22): with BF16 or weight-only quantized weights the engine
+// stays within 6e-5 of transformers (float32, different summation order). With activation quantization
+// (W4A4, FP8) a value that float32 noise puts on the other side of a rounding boundary takes the other
+// code: most prompts still match to 6e-5, a few move as a whole (seen: max 0.6, mean 0.14 over the vocab).
+struct logit_bound {
+    double max_abs, mean_abs;
+};
+logit_bound bound_for(const json& g) {
     std::string em = g.value("quant_emulation", "none");
-    return (em == "nvfp4-w4a4" || em == "fp8-dynamic") ? 0.05 : 2e-3;
+    if (em == "nvfp4-w4a4" || em == "fp8-dynamic") return {1.0, 0.25};
+    return {5e-4, 5e-5};
 }
 
 int32_t argmax(const std::vector<float>& v) {
@@ -48,7 +53,7 @@ TEST_P(golden, matches_transformers) {
     opt.max_ctx = 512;
     opt.max_step = 256;
     model_runner r(dir, opt);
-    const double bound = logit_bound(g);
+    const logit_bound bound = bound_for(g);
     for (const json& p : g["prompts"]) {
         const std::string name = p["name"];
         std::vector<int32_t> ids = p["ids"].get<std::vector<int32_t>>();
@@ -56,9 +61,16 @@ TEST_P(golden, matches_transformers) {
         std::vector<float> lg = r.prefill(0, ids, 0);
         std::vector<float> ref = p["last_logits"].get<std::vector<float>>();
         ASSERT_EQ(lg.size(), ref.size());
-        double max_err = 0;
-        for (size_t i = 0; i < lg.size(); ++i) max_err = std::max(max_err, std::fabs(double(lg[i]) - ref[i]));
-        EXPECT_LE(max_err, bound) << name << ": last-position logits";
+        double max_err = 0, sum_err = 0;
+        for (size_t i = 0; i < lg.size(); ++i) {
+            max_err = std::max(max_err, std::fabs(double(lg[i]) - ref[i]));
+            sum_err += std::fabs(double(lg[i]) - ref[i]);
+        }
+        std::printf("%s %s: max |dlogit| %.3g, mean %.3g\n", GetParam().c_str(), name.c_str(), max_err,
+                    sum_err / double(lg.size()));
+        EXPECT_LE(max_err, bound.max_abs) << name << ": last-position logits, max |difference|";
+        EXPECT_LE(sum_err / double(lg.size()), bound.mean_abs)
+            << name << ": last-position logits, mean |difference|";
         RecordProperty(name + "_max_logit_err", std::to_string(max_err));
 
         // Greedy continuation.
@@ -68,7 +80,7 @@ TEST_P(golden, matches_transformers) {
         int32_t tok = argmax(lg);
         for (size_t i = 0; i < want.size(); ++i) {
             if (tok != want[i]) {
-                EXPECT_LT(margins[i], 4 * bound)
+                EXPECT_LT(margins[i], 4 * bound.max_abs)
                     << name << ": greedy token " << i << " is " << tok << ", reference " << want[i]
                     << " with a top-2 margin of " << margins[i];
                 break;  // the sequences differ from here on
