@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Command 1 of the README: installs what is missing, builds, and runs the main job.
-# Until the CPU engine lands the main job is `nibble inspect` on a synthetic Qwen3-8B-shaped NVFP4
-# checkpoint (its layout only: sparse files, no data), which prints bytes per token and the decode bound.
+# Command 1 of the README: installs what is missing, builds, and runs the main job: `nibble run` on the
+# bundled model (CPU), then `nibble inspect` on a synthetic Qwen3-8B-shaped NVFP4 checkpoint (layout only:
+# sparse files, no data) for its bytes per token and decode bound.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh
 build=${NIBBLE_BUILD:-build}
+"$build/nibble" run --prompt "def fibonacci(n):" --max-tokens 64 --temperature 0
 demo=$build/demo/qwen3-8b-nvfp4
 rm -rf "$demo"
 mkdir -p "$build/demo"
