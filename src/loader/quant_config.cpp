@@ -120,6 +120,14 @@ quant_scheme modelopt_algo(const std::string& algo, const std::string& where) {
     return s;
 }
 
+quant_group every_linear(const char* name, const quant_scheme& s) {
+    quant_group g;
+    g.name = name;
+    g.targets = {"Linear"};
+    g.scheme = s;
+    return g;
+}
+
 bool fnmatch_module(const std::string& pattern, const std::string& name) {
     if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
     // A pattern naming a parent module also excludes its children ("model.layers.*.self_attn").
@@ -249,20 +257,21 @@ quant_config quant_config_parse(const json& q, const std::string& source, bool h
                 c.per_layer.push_back({it.key(), modelopt_algo(json_str(*it, "quant_algo"),
                                                                source + ": quantized_layers." + it.key())});
         } else {
-            quant_group g;
-            g.name = "modelopt";
-            g.targets = {"Linear"};
-            g.scheme = modelopt_algo(c.format, source);
-            c.groups.push_back(g);
+            c.groups.push_back(every_linear("modelopt", modelopt_algo(c.format, source)));
         }
-    } else if (method == "fp8") {
-        c.method = quant_method_fp8;
-        c.format = "fp8";
+    } else if (method == "fp8" || method == "mxfp4") {
+        // HF-integration formats: one scheme for every linear but modules_to_not_convert.
+        c.method = method == "fp8" ? quant_method_fp8 : quant_method_mxfp4;
+        c.format = method;
         c.ignore = string_list(q, "modules_to_not_convert", source);
         c.ignore_match = ignore_style_substring;
-        quant_group g;
-        g.name = "fp8";
-        g.targets = {"Linear"};
+        if (method == "mxfp4") {
+            quant_scheme mx;
+            mx.weights = weight_format_mxfp4;
+            c.groups.push_back(every_linear("mxfp4", mx));
+            return c;
+        }
+        quant_group g = every_linear("fp8", {});
         g.scheme.weights = weight_format_fp8;
         auto bs = q.find("weight_block_size");
         if (bs != q.end() && !bs->is_null()) {
@@ -280,16 +289,6 @@ quant_config quant_config_parse(const json& q, const std::string& source, bool h
             g.scheme.acts = act_format_fp8_static;
         else
             fail("{}: activation_scheme \"{}\" is not supported (dynamic, static)", source, act);
-        c.groups.push_back(g);
-    } else if (method == "mxfp4") {
-        c.method = quant_method_mxfp4;
-        c.format = "mxfp4";
-        c.ignore = string_list(q, "modules_to_not_convert", source);
-        c.ignore_match = ignore_style_substring;
-        quant_group g;
-        g.name = "mxfp4";
-        g.targets = {"Linear"};
-        g.scheme.weights = weight_format_mxfp4;
         c.groups.push_back(g);
     } else {
         fail("{}: unknown quant_method \"{}\" (supported: compressed-tensors, modelopt, fp8, mxfp4)", source,

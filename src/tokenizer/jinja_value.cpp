@@ -327,59 +327,51 @@ static void json_string(const std::string& s, bool ensure_ascii, std::string& ou
         std::snprintf(b, sizeof b, "\\u%04x", unsigned(u & 0xFFFF));
         out += b;
     };
+    // One ASCII character (or raw byte when non-ASCII is kept), escaped as Python's json.dumps does.
+    auto put_ascii = [&](uint32_t c) {
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
+            default:
+                if (c < 0x20)
+                    put_u(c);
+                else
+                    out += char(c);
+        }
+    };
     if (ensure_ascii) {
         for (uint32_t cp : utf8_decode(s)) {
-            if (cp >= 0x80) {
-                if (cp >= 0x10000) {
-                    cp -= 0x10000;
-                    put_u(0xD800 + (cp >> 10));
-                    put_u(0xDC00 + (cp & 0x3FF));
-                } else {
-                    put_u(cp);
-                }
-                continue;
-            }
-            char c = char(cp);
-            if (c == '"')
-                out += "\\\"";
-            else if (c == '\\')
-                out += "\\\\";
-            else if (c == '\n')
-                out += "\\n";
-            else if (c == '\r')
-                out += "\\r";
-            else if (c == '\t')
-                out += "\\t";
-            else if (c == '\b')
-                out += "\\b";
-            else if (c == '\f')
-                out += "\\f";
-            else if (cp < 0x20)
+            if (cp < 0x80) {
+                put_ascii(cp);
+            } else if (cp >= 0x10000) {
+                cp -= 0x10000;
+                put_u(0xD800 + (cp >> 10));
+                put_u(0xDC00 + (cp & 0x3FF));
+            } else {
                 put_u(cp);
-            else
-                out += c;
+            }
         }
     } else {
-        for (unsigned char c : s) {
-            if (c == '"')
-                out += "\\\"";
-            else if (c == '\\')
-                out += "\\\\";
-            else if (c == '\n')
-                out += "\\n";
-            else if (c == '\r')
-                out += "\\r";
-            else if (c == '\t')
-                out += "\\t";
-            else if (c == '\b')
-                out += "\\b";
-            else if (c == '\f')
-                out += "\\f";
-            else if (c < 0x20)
-                put_u(c);
-            else
-                out += char(c);
-        }
+        for (unsigned char c : s) put_ascii(c);
     }
     out += '"';
 }
