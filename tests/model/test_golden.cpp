@@ -35,7 +35,7 @@ struct logit_bound {
 logit_bound bound_for(const json& g) {
     std::string em = g.value("quant_emulation", "none");
     if (em == "nvfp4-w4a4" || em == "fp8-dynamic") return {1.0, 0.25};
-    return {5e-4, 5e-5};
+    return {5e-4, 5e-5};  // and greedy must match all 32 tokens unless the reference margin is < 1e-3
 }
 
 int32_t argmax(const std::vector<float>& v) {
@@ -80,9 +80,13 @@ TEST_P(golden, matches_transformers) {
         int32_t tok = argmax(lg);
         for (size_t i = 0; i < want.size(); ++i) {
             if (tok != want[i]) {
-                EXPECT_LT(margins[i], 4 * bound.max_abs)
+                // Acceptable only at a near-tie of the reference: a top-2 margin within the logit noise of
+                // this variant (float32 order: 1e-3; an activation rounding flip: up to the mean bound).
+                EXPECT_LT(margins[i], std::max(bound.mean_abs, 1e-3))
                     << name << ": greedy token " << i << " is " << tok << ", reference " << want[i]
                     << " with a top-2 margin of " << margins[i];
+                std::printf("%s %s: greedy diverges at token %zu (reference margin %.3g)\n",
+                            GetParam().c_str(), name.c_str(), i, margins[i]);
                 break;  // the sequences differ from here on
             }
             seq.push_back(tok);
