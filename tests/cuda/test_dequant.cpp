@@ -7,23 +7,14 @@
 
 #include "core/formats.h"
 #include "core/quant.h"
-#include "cuda/cuda_check.h"
+#include "cuda/cuda_test_util.h"
 #include "cuda/dequant.h"
 #include "cuda/device.h"
 
 using namespace nibble;
+using nibble::test::device_buffer;
 
 namespace {
-
-#define REQUIRE_GPU() \
-    if (cuda_device_count() == 0) GTEST_SKIP() << "SKIPPED: no CUDA device on this machine"
-
-template <class T>
-struct device_buffer {
-    T* p = nullptr;
-    explicit device_buffer(size_t n) { NIBBLE_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T) + 16)); }
-    ~device_buffer() { cudaFree(p); }
-};
 
 void run_nvfp4(int64_t n, int64_t k, bool ct, std::mt19937& rng) {
     std::vector<uint8_t> packed(size_t(n * k / 2)), scales(size_t(n * k / 16));

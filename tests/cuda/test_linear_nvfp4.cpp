@@ -22,23 +22,14 @@
 #include "core/quant.h"
 #include "core/weights.h"
 #include "cpu/cpu_backend.h"
-#include "cuda/cuda_check.h"
+#include "cuda/cuda_test_util.h"
 #include "cuda/device.h"
 #include "cuda/linear_nvfp4.h"
 
 using namespace nibble;
+using nibble::test::device_buffer;
 
 namespace {
-
-#define REQUIRE_GPU() \
-    if (cuda_device_count() == 0) GTEST_SKIP() << "SKIPPED: no CUDA device on this machine"
-
-template <class T>
-struct device_buffer {
-    T* p = nullptr;
-    explicit device_buffer(size_t n) { NIBBLE_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T) + 16)); }
-    ~device_buffer() { cudaFree(p); }
-};
 
 struct case_result {
     double worst_ratio = 0;  // max |err| / bound

@@ -1,0 +1,34 @@
+// Shared by the CUDA op tests: skip (reported SKIPPED, never passed) without a GPU, and device buffers.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "cuda/cuda_check.h"
+#include "cuda/device.h"
+
+#define REQUIRE_GPU() \
+    if (::nibble::cuda_device_count() == 0) GTEST_SKIP() << "SKIPPED: no CUDA device on this machine"
+
+namespace nibble::test {
+
+// n elements of T in device memory (16 bytes of slack for vector loads at the end), freed on scope exit.
+template <class T>
+struct device_buffer {
+    T* p = nullptr;
+    explicit device_buffer(size_t n) { NIBBLE_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T) + 16)); }
+    ~device_buffer() { cudaFree(p); }
+    device_buffer(const device_buffer&) = delete;
+    device_buffer& operator=(const device_buffer&) = delete;
+};
+
+// A device copy of a host vector.
+template <class T>
+struct device_copy : device_buffer<T> {
+    explicit device_copy(const std::vector<T>& h) : device_buffer<T>(h.size()) {
+        NIBBLE_CUDA_CHECK(cudaMemcpy(this->p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+    }
+};
+
+}  // namespace nibble::test
