@@ -1,4 +1,4 @@
-// nibble perplexity --model DIR --file F --window N [--limit T] [--json]
+// nibble perplexity --model DIR --file F --window N [--limit T] [--device cpu|cuda] [--json]
 // The file's tokens (the first T when given) are cut into chunks tokens[iN : iN+N+1], each scored from an
 // empty context; prints the mean negative log-likelihood per predicted token and the perplexity.
 #include <chrono>
@@ -15,12 +15,13 @@ namespace nibble {
 
 namespace {
 
-const char* k_usage = "nibble perplexity --model DIR --file F --window N [--limit T] [--json]";
+const char* k_usage =
+    "nibble perplexity --model DIR --file F --window N [--limit T] [--device cpu|cuda] [--json]";
 
 }  // namespace
 
 int cmd_perplexity(command_args args) {
-    arg_parser a(args, {"--model", "--file", "--window", "--limit"}, {"--json", "--help"});
+    arg_parser a(args, {"--model", "--file", "--window", "--limit", "--device"}, {"--json", "--help"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
         return 0;
@@ -33,6 +34,7 @@ int cmd_perplexity(command_args args) {
     if (limit < 0) fail("--limit must be non-negative");
 
     runner_options opt;
+    opt.device = a.get_or("--device", default_device());
     opt.max_ctx = int32_t(window + 1);
     opt.max_step = int32_t(window + 1);
     model_runner r(*model, opt);

@@ -1,5 +1,6 @@
 // nibble run [--model DIR] [--prompt TEXT | --chat] [--max-tokens N] [--temperature T] [--top-p P]
-//            [--top-k K] [--min-p P] [--seed S] [--ignore-eos] [--max-model-len N] [--json]
+//            [--top-k K] [--min-p P] [--seed S] [--ignore-eos] [--max-model-len N] [--device cpu|cuda]
+//            [--json]
 // Generates from a prompt (completed exactly as given: no chat template, no BOS unless the tokenizer
 // adds one) or chats through the model's template; streams text, then reports prefill and decode tok/s,
 // bytes read per token, the achieved bandwidth and a short hash of the last logits.
@@ -26,7 +27,8 @@ namespace {
 
 const char* k_usage =
     "nibble run [--model DIR] [--prompt TEXT | --chat] [--max-tokens N] [--temperature T] [--top-p P]\n"
-    "           [--top-k K] [--min-p P] [--seed S] [--ignore-eos] [--max-model-len N] [--json]";
+    "           [--top-k K] [--min-p P] [--seed S] [--ignore-eos] [--max-model-len N] [--device cpu|cuda] "
+    "[--json]";
 
 // The bundled model: next to the binary's source tree (build/nibble -> models/qwen3-tiny), else the
 // source folder it was built from.
@@ -108,7 +110,7 @@ void print_stats(model_runner& r, const gen_stats& st, FILE* f) {
 int cmd_run(command_args args) {
     arg_parser a(args,
                  {"--model", "--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--min-p",
-                  "--seed", "--max-model-len"},
+                  "--seed", "--max-model-len", "--device"},
                  {"--chat", "--ignore-eos", "--json", "--help"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
@@ -119,6 +121,7 @@ int cmd_run(command_args args) {
     const std::string dir = a.get_or("--model", default_model());
 
     runner_options opt;
+    opt.device = a.get_or("--device", default_device());
     opt.max_ctx = int32_t(a.get_int("--max-model-len", 4096));
     model_runner r(dir, opt);
 

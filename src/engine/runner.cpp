@@ -5,6 +5,10 @@
 
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
+#ifdef NIBBLE_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#include "cuda/device.h"
+#endif
 
 namespace nibble {
 
@@ -12,13 +16,30 @@ model_runner::model_runner(const std::string& dir, const runner_options& opt) : 
     if (opt.load_tokenizer) tok_ = std::make_unique<tokenizer>(tokenizer::load(dir));
     max_ctx_ = int32_t(std::min<int64_t>(opt.max_ctx, model_.config.max_position_embeddings));
     max_step_ = std::max(1, opt.max_step);
-    backend_ = std::make_unique<cpu_backend>();
+    if (opt.device == "cpu") {
+        backend_ = std::make_unique<cpu_backend>();
+    } else if (opt.device == "cuda") {
+#ifdef NIBBLE_HAVE_CUDA
+        backend_ = std::make_unique<cuda_backend>();
+#else
+        fail("this build has no CUDA backend (--device cuda)");
+#endif
+    } else {
+        fail("unknown device '{}' (cpu or cuda)", opt.device);
+    }
     backend_->kv_init(model_.config, opt.n_slots, max_ctx_);
     forward_ =
         std::make_unique<model_forward>(model_.config, model_.weights, *backend_, max_step_, max_step_);
 }
 
 model_runner::~model_runner() = default;
+
+std::string default_device() {
+#ifdef NIBBLE_HAVE_CUDA
+    if (cuda_device_count() > 0) return "cuda";
+#endif
+    return "cpu";
+}
 
 std::vector<float> model_runner::prefill(int32_t slot, std::span<const int32_t> ids, int32_t start) {
     if (ids.empty()) fail("prefill of an empty prompt");

@@ -18,7 +18,11 @@ struct runner_options {
     int32_t n_slots = 1;     // sequences held at once
     int32_t max_step = 256;  // tokens per forward step (prefill chunk)
     bool load_tokenizer = true;
+    std::string device = "cpu";  // "cpu" or "cuda" (the latter needs a build with CUDA and a GPU)
 };
+
+// "cuda" when this build has the CUDA backend and a GPU is present, else "cpu".
+std::string default_device();
 
 class model_runner {
   public:

@@ -1,0 +1,124 @@
+// Elementwise and data-movement kernels for cuda_backend (backend_ops.h).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "cuda/backend_ops.h"
+
+namespace nibble {
+
+namespace {
+
+constexpr int k_threads = 256;
+
+unsigned blocks_for(int64_t n) {
+    return unsigned(std::min<int64_t>((n + k_threads - 1) / k_threads, int64_t(1) << 20));
+}
+
+__device__ __forceinline__ float load_dense(const void* p, cuda_dense_type t, int64_t i) {
+    if (t == cuda_dense_bf16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    if (t == cuda_dense_f16) return __half2float(static_cast<const __half*>(p)[i]);
+    return static_cast<const float*>(p)[i];
+}
+
+__global__ void convert_f32_kernel(const void* src, cuda_dense_type t, int64_t n, float* dst) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x)
+        dst[i] = load_dense(src, t, i);
+}
+
+__global__ void embed_kernel(const void* table, cuda_dense_type t, int64_t hidden, const int32_t* ids,
+                             float* out) {
+    const int64_t row = int64_t(ids[blockIdx.x]) * hidden;
+    for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x)
+        out[blockIdx.x * hidden + j] = load_dense(table, t, row + j);
+}
+
+__global__ void add_kernel(float* x, const float* y, int64_t n) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x)
+        x[i] += y[i];
+}
+
+__global__ void silu_mul_kernel(const float* gate, const float* up, int64_t n, float* out) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+__global__ void gather_rows_kernel(const float* src, int64_t cols, const int32_t* rows, float* dst) {
+    const float* s = src + int64_t(rows[blockIdx.x]) * cols;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dst[blockIdx.x * cols + j] = s[j];
+}
+
+__global__ void add_bias_kernel(float* y, const float* bias, int64_t total, int64_t n) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+         i += int64_t(gridDim.x) * blockDim.x)
+        y[i] += bias[i % n];
+}
+
+__global__ void scatter_add_scaled_kernel(const float* y, const int32_t* tokens, const float* weights,
+                                          int64_t h, float* out) {
+    const float w = weights[blockIdx.x];
+    float* o = out + int64_t(tokens[blockIdx.x]) * h;
+    for (int64_t j = threadIdx.x; j < h; j += blockDim.x) o[j] += y[blockIdx.x * h + j] * w;
+}
+
+}  // namespace
+
+cudaError_t cuda_convert_f32(const void* src, cuda_dense_type t, int64_t n, float* dst, cudaStream_t st) {
+    if (n < 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    convert_f32_kernel<<<blocks_for(n), k_threads, 0, st>>>(src, t, n, dst);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_embed(const void* table, cuda_dense_type ty, int64_t hidden, const int32_t* ids, int64_t T,
+                       float* out, cudaStream_t st) {
+    if (T < 0 || hidden <= 0 || T > INT32_MAX) return cudaErrorInvalidValue;
+    if (T == 0) return cudaSuccess;
+    embed_kernel<<<unsigned(T), k_threads, 0, st>>>(table, ty, hidden, ids, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_add(float* x, const float* y, int64_t n, cudaStream_t st) {
+    if (n < 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    add_kernel<<<blocks_for(n), k_threads, 0, st>>>(x, y, n);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_silu_mul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t st) {
+    if (n < 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    silu_mul_kernel<<<blocks_for(n), k_threads, 0, st>>>(gate, up, n, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_gather_rows(const float* src, int64_t cols, const int32_t* rows, int64_t n, float* dst,
+                             cudaStream_t st) {
+    if (n < 0 || cols < 0 || n > INT32_MAX) return cudaErrorInvalidValue;
+    if (n == 0 || cols == 0) return cudaSuccess;
+    gather_rows_kernel<<<unsigned(n), k_threads, 0, st>>>(src, cols, rows, dst);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_add_bias(float* y, const float* bias, int64_t rows, int64_t n, cudaStream_t st) {
+    if (rows < 0 || n < 0) return cudaErrorInvalidValue;
+    if (rows == 0 || n == 0) return cudaSuccess;
+    add_bias_kernel<<<blocks_for(rows * n), k_threads, 0, st>>>(y, bias, rows * n, n);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_scatter_add_scaled(const float* y, const int32_t* tokens, const float* weights, int64_t m,
+                                    int64_t h, float* out, cudaStream_t st) {
+    if (m < 0 || h < 0 || m > INT32_MAX) return cudaErrorInvalidValue;
+    if (m == 0 || h == 0) return cudaSuccess;
+    scatter_add_scaled_kernel<<<unsigned(m), k_threads, 0, st>>>(y, tokens, weights, h, out);
+    return cudaGetLastError();
+}
+
+}  // namespace nibble

@@ -1,0 +1,213 @@
+// Linear-layer kernels for cuda_backend: weight decoding to float32 and activation fake quantization (W4A4,
+// FP8), bit-exact with core/quant.cpp and cpu_quantize_activations. The GEMMs are in cuda_backend.cpp.
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/backend_ops.h"
+
+namespace nibble {
+
+namespace {
+
+constexpr int k_threads = 256;
+
+unsigned blocks_for(int64_t n) {
+    return unsigned(std::min<int64_t>((n + k_threads - 1) / k_threads, int64_t(1) << 20));
+}
+
+__device__ __forceinline__ float e4m3_value(uint32_t b) {
+    const int e = (b >> 3) & 0xF, m = b & 7;
+    if (e == 0xF && m == 7) return __int_as_float(0x7fc00000);
+    const float v = e == 0 ? ldexpf(float(m), -9) : ldexpf(1.0f + float(m) / 8.0f, e - 7);
+    return (b & 0x80) ? -v : v;
+}
+
+__device__ __forceinline__ float e2m1_value(uint32_t code) {
+    const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    const float v = mag[code & 7];
+    return (code & 8) ? -v : v;
+}
+
+// RNE of a finite non-negative float onto the E4M3 grid, no upper limit (as core/formats.cpp).
+__device__ __forceinline__ uint32_t e4m3_round_magnitude(float a) {
+    if (a < 0.015625f) return uint32_t(rintf(a * 512.0f));
+    const uint32_t u = __float_as_uint(a);
+    int exp = int((u >> 23) & 0xFF) - 127;
+    const uint32_t mant = u & 0x7FFFFF;
+    uint32_t keep = mant >> 20;
+    const uint32_t rest = mant & 0xFFFFF;
+    if (rest > 0x80000 || (rest == 0x80000 && (keep & 1))) ++keep;
+    if (keep == 8) {
+        keep = 0;
+        ++exp;
+    }
+    return uint32_t(exp + 7) << 3 | keep;
+}
+
+__device__ __forceinline__ uint32_t e4m3_from_float_sat(float x) {
+    if (isnan(x)) return 0x7F;
+    const uint32_t sign = signbit(x) ? 0x80 : 0;
+    const float a = fabsf(x);
+    if (a >= 448.0f) return sign | 0x7E;
+    uint32_t c = e4m3_round_magnitude(a);
+    if (c > 0x7E) c = 0x7E;
+    return sign | c;
+}
+
+// compressed-tensors' thresholds: every exact tie to the even mantissa code.
+__device__ __forceinline__ uint32_t e2m1_from_float(float x) {
+    if (isnan(x)) return 0;
+    const uint32_t sign = signbit(x) ? 8 : 0;
+    const float a = fabsf(x);
+    uint32_t m;
+    if (a <= 0.25f)
+        m = 0;
+    else if (a < 0.75f)
+        m = 1;
+    else if (a <= 1.25f)
+        m = 2;
+    else if (a < 1.75f)
+        m = 3;
+    else if (a <= 2.5f)
+        m = 4;
+    else if (a < 3.5f)
+        m = 5;
+    else if (a <= 5.0f)
+        m = 6;
+    else
+        m = 7;
+    return sign | m;
+}
+
+__global__ void nvfp4_decode_kernel(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
+                                    float global, bool divide, float* out) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * k;
+         i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t r = i / k, j = i % k;
+        const float s = e4m3_value(scales[r * (k / 16) + j / 16]);
+        const float eff = divide ? s / global : s * global;
+        const uint8_t byte = packed[i / 2];
+        out[i] = e2m1_value((j & 1) ? byte >> 4 : byte & 15) * eff;
+    }
+}
+
+__global__ void mxfp4_decode_kernel(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
+                                    float* out) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * k;
+         i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t r = i / k, j = i % k;
+        const uint8_t sb = scales[r * (k / 32) + j / 32];
+        const float e = sb == 255 ? __int_as_float(0x7fc00000) : ldexpf(1.0f, int(sb) - 127);
+        const uint8_t byte = packed[i / 2];
+        out[i] = e2m1_value((j & 1) ? byte >> 4 : byte & 15) * e;
+    }
+}
+
+__global__ void fp8_decode_kernel(const uint8_t* q, const float* scales, int gran, int64_t n, int64_t k,
+                                  float* out) {
+    const int64_t bk = (k + 127) / 128;
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * k;
+         i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t r = i / k, j = i % k;
+        const float s = gran == 0 ? scales[0] : gran == 1 ? scales[r] : scales[(r / 128) * bk + j / 128];
+        out[i] = e4m3_value(q[i]) * s;
+    }
+}
+
+// One thread per 16-block: core/quant.cpp nvfp4_fake_quantize_activation, operation for operation.
+__global__ void nvfp4_fake_quantize_kernel(const float* x, int64_t n_blocks, float global, float* out) {
+    for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < n_blocks;
+         b += int64_t(gridDim.x) * blockDim.x) {
+        const float* xb = x + b * 16;
+        float amax = 0;
+        for (int j = 0; j < 16; ++j) amax = fmaxf(amax, fabsf(xb[j]));
+        uint32_t s = e4m3_from_float_sat(global * (amax / 6.0f));
+        if ((s & 0x7F) == 0) s = 0x20;
+        const float eff = e4m3_value(s) / global;
+        for (int j = 0; j < 16; ++j) {
+            const float v = xb[j] / eff;
+            float a = fminf(fmaxf(v, -6.0f), 6.0f);
+            if (isnan(v)) a = 0;
+            out[b * 16 + j] = e2m1_value(e2m1_from_float(a)) * eff;
+        }
+    }
+}
+
+// One block per (row, group): s = amax/448 (1 for an all-zero group), x' = e4m3_sat(x / s) · s.
+__global__ void fp8_fake_quantize_kernel(const float* x, int64_t k, int64_t group, float* out) {
+    __shared__ float part[32];
+    const int64_t g0 = int64_t(blockIdx.y) * group, len = min(group, k - g0);
+    const float* xr = x + blockIdx.x * k + g0;
+    float a = 0;
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) a = fmaxf(a, fabsf(xr[j]));
+    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = a;
+    __syncthreads();
+    a = part[0];
+    for (int i = 1; i < int(blockDim.x >> 5); ++i) a = fmaxf(a, part[i]);
+    const float s = a > 0 ? a / 448.0f : 1.0f;
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x)
+        out[blockIdx.x * k + g0 + j] = e4m3_value(e4m3_from_float_sat(xr[j] / s)) * s;
+}
+
+__global__ void fp8_static_fake_quantize_kernel(const float* x, int64_t n, float scale, float* out) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x)
+        out[i] = e4m3_value(e4m3_from_float_sat(x[i] / scale)) * scale;
+}
+
+}  // namespace
+
+cudaError_t cuda_nvfp4_decode_f32(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
+                                  float global, bool divide_global, float* out, cudaStream_t st) {
+    if (n < 0 || k <= 0 || k % 16) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    nvfp4_decode_kernel<<<blocks_for(n * k), k_threads, 0, st>>>(packed, scales, n, k, global, divide_global,
+                                                                 out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_mxfp4_decode_f32(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
+                                  float* out, cudaStream_t st) {
+    if (n < 0 || k <= 0 || k % 32) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    mxfp4_decode_kernel<<<blocks_for(n * k), k_threads, 0, st>>>(packed, scales, n, k, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_fp8_decode_f32(const uint8_t* q, const float* scales, int granularity, int64_t n, int64_t k,
+                                float* out, cudaStream_t st) {
+    if (n < 0 || k <= 0 || granularity < 0 || granularity > 2) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    fp8_decode_kernel<<<blocks_for(n * k), k_threads, 0, st>>>(q, scales, granularity, n, k, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_nvfp4_fake_quantize(const float* x, int64_t rows, int64_t k, float input_global, float* out,
+                                     cudaStream_t st) {
+    if (rows < 0 || k <= 0 || k % 16) return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    const int64_t nb = rows * k / 16;
+    nvfp4_fake_quantize_kernel<<<blocks_for(nb), k_threads, 0, st>>>(x, nb, input_global, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_fp8_fake_quantize(const float* x, int64_t rows, int64_t k, int64_t group, float* out,
+                                   cudaStream_t st) {
+    if (rows < 0 || k <= 0 || group <= 0 || rows > INT32_MAX || (k + group - 1) / group > 65535)
+        return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    fp8_fake_quantize_kernel<<<dim3(unsigned(rows), unsigned((k + group - 1) / group)), k_threads, 0, st>>>(
+        x, k, group, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_fp8_static_fake_quantize(const float* x, int64_t n, float scale, float* out,
+                                          cudaStream_t st) {
+    if (n < 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    fp8_static_fake_quantize_kernel<<<blocks_for(n), k_threads, 0, st>>>(x, n, scale, out);
+    return cudaGetLastError();
+}
+
+}  // namespace nibble

@@ -1,0 +1,497 @@
+// cuda_backend against cpu_backend (the reference): every op on fresh random inputs with odd sizes, then
+// every bundled model end to end. SKIPPED without a GPU.
+//
+// Bounds (stated, per op):
+//   add, gather_rows, activation fake quantization (W4A4, FP8 token / group / static): bit-exact.
+//   rms_norm, silu_mul: 2e-6 relative + 1e-6 absolute (float32 order of the row sum, expf vs std::exp).
+//   rope_and_cache: 1e-5 absolute (unit-scale heads; cosf/sinf vs std::cos/std::sin).
+//   attention: 1e-5 absolute (values of unit scale; online softmax vs two-pass).
+//   linear, every format: |gpu - cpu| <= 1e-5 · Σ_j |x_j·w_j| + 1e-6 per output (float32 summation order:
+//     cuBLAS / the NVFP4 GEMV vs the CPU's 8-way dot; the weights decode bit-exactly).
+//   moe: 1e-4 absolute (outputs of unit scale).
+//   end to end (bundled models): last-position logits max |Δ| <= 2e-3 (weight-only / BF16) or the golden
+//     test's activation-quantization bounds (max 1.0, mean 0.25: a value that float32 noise moves across a
+//     rounding boundary takes the other code); 32 greedy tokens equal, or a divergence only where the
+//     CPU's top-2 margin is below 1e-3 (0.25 with activation quantization).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/formats.h"
+#include "core/quant.h"
+#include "cpu/cpu_backend.h"
+#include "cuda/backend_ops.h"
+#include "cuda/cuda_backend.h"
+#include "cuda_test_util.h"
+#include "engine/runner.h"
+#include "loader/checkpoint.h"
+
+using namespace nibble;
+
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
+    std::mt19937 g(seed);
+    std::normal_distribution<float> d(0.0f, sd);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(g);
+    return v;
+}
+
+tensor_view view_of(const std::vector<float>& v, std::vector<int64_t> shape) {
+    tensor_view t;
+    t.type = dtype_f32;
+    t.shape = std::move(shape);
+    t.data = reinterpret_cast<const uint8_t*>(v.data());
+    t.n_bytes = v.size() * sizeof(float);
+    return t;
+}
+
+tensor_view view_of(const std::vector<uint8_t>& v, dtype ty, std::vector<int64_t> shape) {
+    tensor_view t;
+    t.type = ty;
+    t.shape = std::move(shape);
+    t.data = v.data();
+    t.n_bytes = v.size();
+    return t;
+}
+
+// Device copy of host floats in backend memory.
+float* dev(cuda_backend& b, const std::vector<float>& h) {
+    float* p = b.alloc(h.size());
+    b.upload(h.data(), h.size(), p);
+    return p;
+}
+
+std::vector<float> host(cuda_backend& b, const float* p, size_t n) {
+    std::vector<float> h(n);
+    b.to_host(p, n, h.data());
+    return h;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    double m = 0;
+    for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(double(a[i]) - b[i]));
+    return m;
+}
+
+// A linear layer with its host storage.
+struct test_linear {
+    linear_weight w;
+    std::vector<uint8_t> packed, scales, bias_bytes;
+    std::vector<float> dense;
+};
+
+test_linear make_linear(weight_format f, act_format act, int64_t n, int64_t k, uint32_t seed,
+                        nvfp4_convention conv = nvfp4_convention_ct,
+                        fp8_granularity gran = fp8_granularity_tensor, dtype dense_type = dtype_f32,
+                        bool bias = false) {
+    test_linear t;
+    t.w.name = "test";
+    t.w.format = f;
+    t.w.act = act;
+    t.w.n = n;
+    t.w.k = k;
+    std::vector<float> w = randn(size_t(n * k), seed, 0.1f);
+    switch (f) {
+        case weight_format_dense:
+            if (dense_type == dtype_f32) {
+                t.dense = w;
+                t.w.weight = view_of(t.dense, {n, k});
+            } else {
+                t.packed.resize(size_t(n * k) * 2);
+                for (size_t i = 0; i < w.size(); ++i) {
+                    uint16_t h = dense_type == dtype_bf16 ? bf16_from_float(w[i]) : f16_from_float(w[i]);
+                    std::memcpy(&t.packed[2 * i], &h, 2);
+                }
+                t.w.weight = view_of(t.packed, dense_type, {n, k});
+            }
+            break;
+        case weight_format_nvfp4:
+            t.packed.resize(size_t(n * k / 2));
+            t.scales.resize(size_t(n * k / 16));
+            t.w.convention = conv;
+            t.w.global_scale = nvfp4_quantize_auto(w.data(), n, k, conv, t.packed.data(), t.scales.data());
+            t.w.weight = view_of(t.packed, dtype_u8, {n, k / 2});
+            t.w.block_scale = view_of(t.scales, dtype_f8_e4m3, {n, k / 16});
+            break;
+        case weight_format_mxfp4:
+            t.packed.resize(size_t(n * k / 2));
+            t.scales.resize(size_t(n * k / 32));
+            mxfp4_quantize(w.data(), n, k, t.packed.data(), t.scales.data());
+            t.w.weight = view_of(t.packed, dtype_u8, {n, k / 2});
+            t.w.block_scale = view_of(t.scales, dtype_u8, {n, k / 32});
+            break;
+        case weight_format_fp8:
+            t.packed.resize(size_t(n * k));
+            t.w.fp8_gran = gran;
+            t.w.fp8_scales.resize(size_t(fp8_scale_count(gran, n, k)));
+            fp8_quantize(w.data(), n, k, gran, dtype_f32, t.packed.data(), t.w.fp8_scales.data());
+            t.w.weight = view_of(t.packed, dtype_f8_e4m3, {n, k});
+            break;
+    }
+    if (bias) {
+        t.bias_bytes.resize(size_t(n) * 2);
+        std::vector<float> bv = randn(size_t(n), seed + 7);
+        for (int64_t i = 0; i < n; ++i) {
+            uint16_t h = bf16_from_float(bv[size_t(i)]);
+            std::memcpy(&t.bias_bytes[size_t(2 * i)], &h, 2);
+        }
+        t.w.bias = view_of(t.bias_bytes, dtype_bf16, {n});
+    }
+    return t;
+}
+
+// Runs one linear on both backends over `rows` random rows and checks the stated bound.
+void check_linear(const test_linear& t, int64_t rows, uint32_t seed, const char* what) {
+    cpu_backend cpu;
+    cuda_backend gpu;
+    const int64_t n = t.w.n, k = t.w.k;
+    std::vector<float> x = randn(size_t(rows * k), seed);
+    if (t.w.act == act_format_nvfp4) {
+        float amax = 0;
+        for (float v : x) amax = std::max(amax, std::fabs(v));
+        const_cast<test_linear&>(t).w.input_global_scale = nvfp4_global_scale(amax, nvfp4_convention_ct);
+    }
+    if (t.w.act == act_format_fp8_static) const_cast<test_linear&>(t).w.fp8_input_scale = 4.0f / 448.0f;
+    std::vector<float> want(size_t(rows * n));
+    cpu.linear(x.data(), rows, t.w, want.data());
+    float* xd = dev(gpu, x);
+    float* yd = gpu.alloc(size_t(rows * n));
+    gpu.linear(xd, rows, t.w, yd);
+    std::vector<float> got = host(gpu, yd, size_t(rows * n));
+    // Bound: Σ|x_j w_j| per output, on the activations the layer actually multiplies.
+    std::vector<float> xq(x.size()), row(static_cast<size_t>(k));
+    cpu_quantize_activations(t.w, x.data(), rows, xq.data());
+    int bad = 0;
+    double worst = 0;
+    for (int64_t r = 0; r < n; ++r) {
+        cpu_decode_row(t.w, r, row.data());
+        for (int64_t i = 0; i < rows; ++i) {
+            double s = 0;
+            for (int64_t j = 0; j < k; ++j) s += std::fabs(double(xq[size_t(i * k + j)]) * row[size_t(j)]);
+            const double d = std::fabs(double(got[size_t(i * n + r)]) - want[size_t(i * n + r)]);
+            worst = std::max(worst, d / (s + 1e-30));
+            if (d > 1e-5 * s + 1e-6) ++bad;
+        }
+    }
+    EXPECT_EQ(bad, 0) << what << " rows " << rows << ": worst relative error " << worst;
+    std::printf("linear %-28s rows %3lld: worst |d| / sum|x w| = %.2g\n", what, (long long)rows, worst);
+}
+
+}  // namespace
+
+TEST(cuda_backend, elementwise_ops) {
+    REQUIRE_GPU();
+    cpu_backend cpu;
+    cuda_backend gpu;
+    const int64_t rows = 7, cols = 301;
+    std::vector<float> x = randn(size_t(rows * cols), 1), y = randn(size_t(rows * cols), 2);
+    std::vector<uint8_t> wb(size_t(cols) * 2);
+    std::vector<float> wf = randn(size_t(cols), 3);
+    for (int64_t j = 0; j < cols; ++j) {
+        uint16_t h = bf16_from_float(wf[size_t(j)]);
+        std::memcpy(&wb[size_t(2 * j)], &h, 2);
+    }
+    tensor_view w = view_of(wb, dtype_bf16, {cols});
+    float* xd = dev(gpu, x);
+    float* yd = dev(gpu, y);
+    float* od = gpu.alloc(x.size());
+    std::vector<float> want(x.size());
+
+    cpu.rms_norm(x.data(), w, rows, cols, 1e-6f, want.data());
+    gpu.rms_norm(xd, w, rows, cols, 1e-6f, od);
+    std::vector<float> got = host(gpu, od, x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 2e-6 * std::fabs(want[i]) + 1e-6) << "rms_norm " << i;
+
+    cpu.silu_mul(x.data(), y.data(), int64_t(x.size()), want.data());
+    gpu.silu_mul(xd, yd, int64_t(x.size()), od);
+    got = host(gpu, od, x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 2e-6 * std::fabs(want[i]) + 1e-6) << "silu_mul " << i;
+
+    std::vector<float> xs = x;
+    cpu.add(xs.data(), y.data(), int64_t(x.size()));
+    gpu.add(xd, yd, int64_t(x.size()));
+    EXPECT_EQ(host(gpu, xd, x.size()), xs) << "add";
+
+    std::vector<int32_t> idx = {3, 0, 6, 6, 1};
+    std::vector<float> gw(idx.size() * size_t(cols));
+    cpu.gather_rows(xs.data(), cols, idx, gw.data());
+    gpu.gather_rows(xd, cols, idx, od);
+    EXPECT_EQ(host(gpu, od, gw.size()), gw) << "gather_rows";
+}
+
+TEST(cuda_backend, embed) {
+    REQUIRE_GPU();
+    cpu_backend cpu;
+    cuda_backend gpu;
+    const int64_t vocab = 50, h = 37;
+    std::vector<float> tf = randn(size_t(vocab * h), 4);
+    std::vector<uint8_t> tb(tf.size() * 2);
+    for (size_t i = 0; i < tf.size(); ++i) {
+        uint16_t v = bf16_from_float(tf[i]);
+        std::memcpy(&tb[2 * i], &v, 2);
+    }
+    std::vector<int32_t> ids = {0, 49, 7, 7, 13}, slots(5, 0), pos = {0, 1, 2, 3, 4};
+    step_tokens s{ids, slots, pos};
+    for (tensor_view t : {view_of(tf, {vocab, h}), view_of(tb, dtype_bf16, {vocab, h})}) {
+        std::vector<float> want(ids.size() * size_t(h));
+        cpu.embed(t, s, want.data());
+        float* od = gpu.alloc(want.size());
+        gpu.embed(t, s, od);
+        EXPECT_EQ(host(gpu, od, want.size()), want);
+    }
+}
+
+TEST(cuda_backend, rope_cache_attention) {
+    REQUIRE_GPU();
+    model_config c;
+    c.n_layers = 2;
+    c.n_heads = 6;
+    c.n_kv_heads = 2;
+    c.head_dim = 64;
+    c.hidden_size = 384;
+    c.rope_theta = 1e6f;
+    c.rms_norm_eps = 1e-6f;
+    cpu_backend cpu;
+    cuda_backend gpu;
+    const int32_t max_ctx = 300;
+    cpu.kv_init(c, 2, max_ctx);
+    gpu.kv_init(c, 2, max_ctx);
+    std::vector<float> qn = randn(64, 5, 0.3f), kn = randn(64, 6, 0.3f);
+    for (float& v : qn) v += 1.0f;
+    for (float& v : kn) v += 1.0f;
+    layer_weights l;
+    l.q_norm = view_of(qn, {64});
+    l.k_norm = view_of(kn, {64});
+    // A 270-token prefill of slot 0 (crosses the kernel's 256-key chunk), 5 tokens of slot 1, then a
+    // decode step of both slots; on layer 1 with Qwen3 q/k norms and on layer 0 without.
+    struct step {
+        std::vector<int32_t> slots, pos;
+    };
+    std::vector<step> steps(3);
+    for (int32_t i = 0; i < 270; ++i) steps[0].slots.push_back(0), steps[0].pos.push_back(i);
+    for (int32_t i = 0; i < 5; ++i) steps[1].slots.push_back(1), steps[1].pos.push_back(i);
+    steps[2].slots = {0, 1};
+    steps[2].pos = {270, 5};
+    uint32_t seed = 100;
+    for (int32_t layer : {1, 0}) {
+        const layer_weights lw = layer == 1 ? l : layer_weights{};
+        for (const step& st : steps) {
+            const size_t T = st.slots.size(), qd = 6 * 64, kd = 2 * 64;
+            std::vector<int32_t> ids(T, 0);
+            step_tokens s{ids, st.slots, st.pos};
+            std::vector<float> q = randn(T * qd, seed++), k = randn(T * kd, seed++),
+                               v = randn(T * kd, seed++);
+            float* qd_ = dev(gpu, q);
+            float* kd_ = dev(gpu, k);
+            float* vd_ = dev(gpu, v);
+            cpu.rope_and_cache(c, layer, lw, s, q.data(), k.data(), v.data());
+            gpu.rope_and_cache(c, layer, lw, s, qd_, kd_, vd_);
+            EXPECT_LE(max_abs_diff(host(gpu, qd_, q.size()), q), 1e-5) << "rope q, layer " << layer;
+            EXPECT_LE(max_abs_diff(host(gpu, kd_, k.size()), k), 1e-5) << "rope k, layer " << layer;
+            std::vector<float> want(T * qd);
+            cpu.attention(c, layer, s, q.data(), want.data());
+            float* od = gpu.alloc(want.size());
+            // Attention from the CPU's q, so that only attention's own error is measured.
+            gpu.upload(q.data(), q.size(), qd_);
+            gpu.attention(c, layer, s, qd_, od);
+            const double d = max_abs_diff(host(gpu, od, want.size()), want);
+            EXPECT_LE(d, 1e-5) << "attention, layer " << layer << ", " << T << " tokens";
+        }
+    }
+}
+
+TEST(cuda_backend, activation_fake_quantization_is_bit_exact) {
+    REQUIRE_GPU();
+    cuda_backend gpu;
+    const int64_t rows = 5, k = 400;  // 400 = 3 full 128-groups + a partial one
+    std::vector<float> x = randn(size_t(rows * k), 9, 3.0f);
+    for (int64_t j = 0; j < 16; ++j) x[size_t(j)] = 0.0f;  // an all-zero block / group start
+    float* xd = dev(gpu, x);
+    float* od = gpu.alloc(x.size());
+    std::vector<float> want(x.size());
+    linear_weight w;
+    w.k = k;
+    for (act_format a :
+         {act_format_nvfp4, act_format_fp8_token, act_format_fp8_group, act_format_fp8_static}) {
+        w.act = a;
+        w.input_global_scale = 2688.0f / 9.0f;
+        w.fp8_input_scale = 5.0f / 448.0f;
+        cpu_quantize_activations(w, x.data(), rows, want.data());
+        if (a == act_format_nvfp4)
+            NIBBLE_CUDA_CHECK(cuda_nvfp4_fake_quantize(xd, rows, k, w.input_global_scale, od, gpu.stream()));
+        else if (a == act_format_fp8_static)
+            NIBBLE_CUDA_CHECK(
+                cuda_fp8_static_fake_quantize(xd, rows * k, w.fp8_input_scale, od, gpu.stream()));
+        else
+            NIBBLE_CUDA_CHECK(
+                cuda_fp8_fake_quantize(xd, rows, k, a == act_format_fp8_token ? k : 128, od, gpu.stream()));
+        EXPECT_EQ(host(gpu, od, x.size()), want) << act_format_name(a);
+    }
+}
+
+TEST(cuda_backend, linear_every_format) {
+    REQUIRE_GPU();
+    const int64_t n = 67, k = 160;
+    uint32_t seed = 200;
+    for (int64_t rows : {1, 5, 16, 17, 40}) {
+        check_linear(make_linear(weight_format_dense, act_format_none, n, k, seed++), rows, seed++,
+                     "dense f32");
+        check_linear(make_linear(weight_format_dense, act_format_none, n, k, seed++, nvfp4_convention_ct,
+                                 fp8_granularity_tensor, dtype_bf16, true),
+                     rows, seed++, "dense bf16 + bias");
+        check_linear(make_linear(weight_format_dense, act_format_none, n, k, seed++, nvfp4_convention_ct,
+                                 fp8_granularity_tensor, dtype_f16),
+                     rows, seed++, "dense f16");
+        check_linear(make_linear(weight_format_nvfp4, act_format_none, n, k, seed++), rows, seed++,
+                     "nvfp4a16 ct");
+        check_linear(make_linear(weight_format_nvfp4, act_format_none, n, k, seed++,
+                                 nvfp4_convention_modelopt, fp8_granularity_tensor, dtype_f32, true),
+                     rows, seed++, "nvfp4a16 modelopt + bias");
+        check_linear(make_linear(weight_format_nvfp4, act_format_nvfp4, n, k, seed++), rows, seed++,
+                     "nvfp4 w4a4");
+        check_linear(make_linear(weight_format_mxfp4, act_format_none, n, k, seed++), rows, seed++, "mxfp4");
+        check_linear(make_linear(weight_format_fp8, act_format_fp8_token, n, k, seed++, nvfp4_convention_ct,
+                                 fp8_granularity_channel),
+                     rows, seed++, "fp8 channel, per token");
+        check_linear(make_linear(weight_format_fp8, act_format_fp8_group, 200, k, seed++, nvfp4_convention_ct,
+                                 fp8_granularity_block),
+                     rows, seed++, "fp8 block, per group");
+        check_linear(make_linear(weight_format_fp8, act_format_fp8_static, n, k, seed++), rows, seed++,
+                     "fp8 tensor, static");
+    }
+}
+
+TEST(cuda_backend, moe) {
+    REQUIRE_GPU();
+    model_config c;
+    c.hidden_size = 64;
+    c.n_experts = 8;
+    c.n_experts_per_token = 2;
+    c.moe_intermediate_size = 48;
+    for (bool renorm : {true, false}) {
+        c.norm_topk_prob = renorm;
+        layer_weights l;
+        std::vector<test_linear> store;
+        store.reserve(24);
+        uint32_t seed = 300;
+        for (int e = 0; e < 8; ++e) {
+            weight_format f = e % 2 ? weight_format_nvfp4 : weight_format_dense;
+            store.push_back(make_linear(f, act_format_none, 48, 64, seed++));
+            l.expert_gate.push_back(store.back().w);
+            store.push_back(make_linear(f, act_format_none, 48, 64, seed++));
+            l.expert_up.push_back(store.back().w);
+            store.push_back(make_linear(f, act_format_none, 64, 48, seed++));
+            l.expert_down.push_back(store.back().w);
+        }
+        for (int64_t rows : {1, 9, 33}) {
+            cpu_backend cpu;
+            cuda_backend gpu;
+            std::vector<float> x = randn(size_t(rows * 64), seed++), lg = randn(size_t(rows * 8), seed++);
+            std::vector<float> want(size_t(rows * 64));
+            cpu.moe(c, l, x.data(), lg.data(), rows, want.data());
+            float* xd = dev(gpu, x);
+            float* ld = dev(gpu, lg);
+            float* od = gpu.alloc(want.size());
+            gpu.moe(c, l, xd, ld, rows, od);
+            EXPECT_LE(max_abs_diff(host(gpu, od, want.size()), want), 1e-4) << rows << " rows";
+        }
+    }
+}
+
+namespace {
+
+std::vector<std::string> bundled_models() {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(std::string(NIBBLE_SOURCE_DIR) + "/models", ec))
+        if (std::filesystem::exists(e.path() / "golden.json")) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+struct greedy_result {
+    std::vector<float> first_logits;
+    std::vector<int32_t> tokens;
+    std::vector<double> margins;  // top-1 minus top-2 logit at each generated token
+};
+
+greedy_result greedy(model_runner& r, const std::vector<int32_t>& ids, int n) {
+    greedy_result g;
+    std::vector<float> lg = r.prefill(0, ids, 0);
+    g.first_logits = lg;
+    for (int i = 0; i < n; ++i) {
+        std::vector<float> s = lg;
+        std::partial_sort(s.begin(), s.begin() + 2, s.end(), std::greater<float>());
+        const int32_t tok = int32_t(std::max_element(lg.begin(), lg.end()) - lg.begin());
+        g.tokens.push_back(tok);
+        g.margins.push_back(double(s[0]) - s[1]);
+        if (i + 1 == n) break;
+        int32_t slot = 0, pos = int32_t(ids.size()) + i;
+        lg = r.decode(std::span<const int32_t>(&slot, 1), std::span<const int32_t>(&tok, 1),
+                      std::span<const int32_t>(&pos, 1));
+    }
+    return g;
+}
+
+class cuda_end_to_end : public ::testing::TestWithParam<std::string> {};
+
+}  // namespace
+
+TEST_P(cuda_end_to_end, matches_cpu_backend) {
+    REQUIRE_GPU();
+    const std::string dir = std::string(NIBBLE_SOURCE_DIR) + "/models/" + GetParam();
+    nlohmann::json g = nlohmann::json::parse(read_text_file(dir + "/golden.json"));
+    const std::string em = g.value("quant_emulation", "none");
+    const bool act_quant = em == "nvfp4-w4a4" || em == "fp8-dynamic";
+    const double max_bound = act_quant ? 1.0 : 2e-3, mean_bound = act_quant ? 0.25 : 2e-3,
+                 tie = act_quant ? 0.25 : 1e-3;
+    runner_options opt;
+    opt.max_ctx = 512;
+    opt.max_step = 256;
+    opt.device = "cpu";
+    model_runner rc(dir, opt);
+    opt.device = "cuda";
+    model_runner rg(dir, opt);
+    for (const auto& p : g["prompts"]) {
+        const std::string name = p["name"];
+        const std::vector<int32_t> ids = p["ids"].get<std::vector<int32_t>>();
+        greedy_result a = greedy(rc, ids, 32), b = greedy(rg, ids, 32);
+        double mx = 0, sum = 0;
+        for (size_t i = 0; i < a.first_logits.size(); ++i) {
+            const double d = std::fabs(double(a.first_logits[i]) - b.first_logits[i]);
+            mx = std::max(mx, d);
+            sum += d;
+        }
+        const double mean = sum / double(a.first_logits.size());
+        EXPECT_LE(mx, max_bound) << name << ": last-position logits, max |cuda - cpu|";
+        EXPECT_LE(mean, mean_bound) << name << ": last-position logits, mean |cuda - cpu|";
+        size_t same = 0;
+        while (same < a.tokens.size() && a.tokens[same] == b.tokens[same]) ++same;
+        if (same < a.tokens.size())
+            EXPECT_LT(a.margins[same], tie)
+                << name << ": greedy token " << same << " differs (cpu " << a.tokens[same] << ", cuda "
+                << b.tokens[same] << ") at a cpu top-2 margin of " << a.margins[same];
+        std::printf(
+            "e2e %-28s %-10s max |dlogit| %.3g mean %.3g, greedy %zu/32 equal%s\n", GetParam().c_str(),
+            name.c_str(), mx, mean, same,
+            same < a.tokens.size() ? fmt::format(" (cpu margin there {:.3g})", a.margins[same]).c_str() : "");
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(bundled, cuda_end_to_end, ::testing::ValuesIn(bundled_models()),
+                         [](const auto& info) {
+                             std::string s = info.param;
+                             for (char& ch : s)
+                                 if (!isalnum(uint8_t(ch))) ch = '_';
+                             return s;
+                         });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(cuda_end_to_end);
