@@ -17,5 +17,10 @@ int cmd_run(command_args args);
 int cmd_template(command_args args);
 int cmd_tokenize(command_args args);
 int cmd_detokenize(command_args args);
+int cmd_serve(command_args args);
+
+// The bundled model (models/qwen3-tiny) beside the binary's source tree, else the source folder it
+// was built from.
+std::string default_model_dir();
 
 }  // namespace nibble

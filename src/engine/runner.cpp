@@ -16,6 +16,7 @@ model_runner::model_runner(const std::string& dir, const runner_options& opt) : 
     if (opt.load_tokenizer) tok_ = std::make_unique<tokenizer>(tokenizer::load(dir));
     max_ctx_ = int32_t(std::min<int64_t>(opt.max_ctx, model_.config.max_position_embeddings));
     max_step_ = std::max(1, opt.max_step);
+    n_slots_ = std::max(1, opt.n_slots);
     if (opt.device == "cpu") {
         backend_ = std::make_unique<cpu_backend>();
     } else if (opt.device == "cuda") {
@@ -27,7 +28,7 @@ model_runner::model_runner(const std::string& dir, const runner_options& opt) : 
     } else {
         fail("unknown device '{}' (cpu or cuda)", opt.device);
     }
-    backend_->kv_init(model_.config, opt.n_slots, max_ctx_);
+    backend_->kv_init(model_.config, n_slots_, max_ctx_);
     forward_ =
         std::make_unique<model_forward>(model_.config, model_.weights, *backend_, max_step_, max_step_);
 }
@@ -88,6 +89,21 @@ std::vector<float> model_runner::decode(std::span<const int32_t> slots, std::spa
     for (size_t i = 0; i < rows.size(); ++i) rows[i] = int32_t(i);
     for (int32_t p : positions)
         if (p >= max_ctx_) fail("position {} reaches the end of the context ({} tokens)", p, max_ctx_);
+    forward_->step(step_tokens{ids, slots, positions}, rows, logits.data());
+    return logits;
+}
+
+std::vector<float> model_runner::step(std::span<const int32_t> slots, std::span<const int32_t> ids,
+                                      std::span<const int32_t> positions, std::span<const int32_t> rows) {
+    if (ids.size() != slots.size() || ids.size() != positions.size())
+        fail("step: {} ids, {} slots, {} positions", ids.size(), slots.size(), positions.size());
+    if (ids.empty() || int64_t(ids.size()) > max_step_)
+        fail("step of {} tokens (1..{} allowed)", ids.size(), max_step_);
+    for (int32_t p : positions)
+        if (p >= max_ctx_) fail("position {} reaches the end of the context ({} tokens)", p, max_ctx_);
+    for (int32_t r : rows)
+        if (r < 0 || size_t(r) >= ids.size()) fail("step: logit row {} of {} tokens", r, ids.size());
+    std::vector<float> logits(rows.size() * size_t(config().vocab_size));
     forward_->step(step_tokens{ids, slots, positions}, rows, logits.data());
     return logits;
 }

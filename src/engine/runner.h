@@ -36,12 +36,19 @@ class model_runner {
     // One decode step for several slots at once: ids[i] at positions[i] of slots[i]; logits [n, vocab].
     std::vector<float> decode(std::span<const int32_t> slots, std::span<const int32_t> ids,
                               std::span<const int32_t> positions);
+    // One mixed step (prefill chunks and decode tokens of several slots): ids[i] at positions[i] of
+    // slots[i], at most max_step() tokens; returns the logits of the tokens listed in `rows`
+    // (indices into ids), [rows.size(), vocab].
+    std::vector<float> step(std::span<const int32_t> slots, std::span<const int32_t> ids,
+                            std::span<const int32_t> positions, std::span<const int32_t> rows);
 
     const loaded_model& model() const { return model_; }
     const model_config& config() const { return model_.config; }
     const tokenizer& tok() const { return *tok_; }
     backend& device() { return *backend_; }
     int32_t max_ctx() const { return max_ctx_; }
+    int32_t max_step() const { return max_step_; }
+    int32_t n_slots() const { return n_slots_; }
     // Bytes of the KV cache per position as this backend stores it.
     uint64_t kv_bytes_per_position() const;
 
@@ -50,7 +57,7 @@ class model_runner {
     std::unique_ptr<tokenizer> tok_;
     std::unique_ptr<backend> backend_;
     std::unique_ptr<model_forward> forward_;
-    int32_t max_ctx_, max_step_;
+    int32_t max_ctx_, max_step_, n_slots_;
 };
 
 // A short hash of a logits vector (FNV-1a over the float bits), for quick regression checks.

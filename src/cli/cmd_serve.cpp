@@ -1,0 +1,112 @@
+// nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]
+//              [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]
+// An OpenAI-compatible server (vLLM's flag names) with continuous batching; the CPU engine by default.
+// SIGINT / SIGTERM stop it: running requests end with an error event, then the listener closes.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "cli/args.h"
+#include "core/error.h"
+#include "engine/engine.h"
+#include "server/server.h"
+
+namespace nibble {
+
+namespace {
+
+const char* k_usage =
+    "nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]\n"
+    "             [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]";
+
+}  // namespace
+
+int cmd_serve(command_args args) {
+    arg_parser a(args,
+                 {"--model", "--host", "--port", "--served-model-name", "--max-model-len", "--max-num-seqs",
+                  "--max-num-batched-tokens", "--api-key", "--device"},
+                 {"--help"});
+    if (a.has("--help")) {
+        std::printf("usage: %s\n", k_usage);
+        return 0;
+    }
+    a.expect_positionals(0, 1, k_usage);
+    if (!a.positionals().empty() && a.get("--model")) fail("give the model as MODEL or --model, not both");
+    const std::string dir =
+        !a.positionals().empty() ? a.positionals()[0] : a.get_or("--model", default_model_dir());
+    const int64_t port = a.get_int("--port", 8000), n_seqs = a.get_int("--max-num-seqs", 16),
+                  n_batched = a.get_int("--max-num-batched-tokens", 512),
+                  max_len = a.get_int("--max-model-len", 4096);
+    if (port < 0 || port > 65535) fail("--port must be in [0, 65535], got {}", port);
+    if (n_seqs < 1 || n_seqs > 4096) fail("--max-num-seqs must be in [1, 4096], got {}", n_seqs);
+    if (n_batched < 1 || n_batched > 65536)
+        fail("--max-num-batched-tokens must be in [1, 65536], got {}", n_batched);
+    if (max_len < 2) fail("--max-model-len must be >= 2, got {}", max_len);
+
+    // Block the stop signals in every thread; one thread waits for them.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGUSR1);  // sent by this thread when the server ends on its own
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);  // a client that went away is an error return, not a signal
+
+    runner_options opt;
+    opt.device = a.get_or("--device", "cpu");  // the CUDA backend is not yet tested under serve
+    opt.max_ctx = int32_t(max_len);
+    opt.n_slots = int32_t(n_seqs);
+    opt.max_step = int32_t(n_batched);
+    model_runner runner(dir, opt);
+
+    served_model m;
+    m.name = a.get_or("--served-model-name", dir);
+    m.dir = dir;
+    m.runner = &runner;
+    m.gen = generation_config_load(dir);
+    m.created = int64_t(std::time(nullptr));
+    try {
+        m.tmpl = chat_template_load(dir);
+    } catch (const error& e) {
+        std::fprintf(stderr, "nibble serve: no chat template (%s): /v1/chat/completions will answer 400\n",
+                     e.what());
+    }
+
+    engine_options eo;
+    eo.max_num_batched_tokens = int32_t(n_batched);
+    engine eng(runner, eo);
+    server_options so;
+    so.host = a.get_or("--host", "127.0.0.1");
+    so.port = int(port);
+    so.api_key = a.get_or("--api-key", "");
+    so.version = NIBBLE_VERSION;
+    api_server server(eng, m, so);
+
+    std::thread waiter([&] {
+        int sig = 0;
+        sigwait(&stop_signals, &sig);
+        if (sig == SIGUSR1) return;  // the server ended on its own
+        std::fprintf(stderr, "nibble serve: signal %d, shutting down\n", sig);
+        eng.stop();
+        server.stop();
+    });
+    std::fprintf(
+        stderr,
+        "nibble serve: %s as '%s' on http://%s:%d (max_model_len %d, max_num_seqs %d, %d tokens/step)\n",
+        dir.c_str(), m.name.c_str(), so.host.c_str(), so.port, runner.max_ctx(), int(n_seqs), int(n_batched));
+    int rc = 0;
+    try {
+        server.run();
+    } catch (const error& e) {
+        std::fprintf(stderr, "nibble serve: error: %s\n", e.what());
+        rc = 1;
+    }
+    // Wake the waiter if the server ended without a signal.
+    pthread_kill(waiter.native_handle(), SIGUSR1);
+    waiter.join();
+    eng.stop();
+    return rc;
+}
+
+}  // namespace nibble

@@ -1,0 +1,189 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+
+namespace nibble {
+
+struct engine::sequence {
+    gen_request req;
+    std::vector<int32_t> tokens;  // prompt, then generated
+    sampler smp;
+    stop_checker stop;
+    stream_decoder dec;
+    sequence(gen_request r, const model_runner& run)
+        : req(std::move(r)),
+          tokens(req.prompt),
+          smp(req.params, req.prompt),
+          stop(req.params, run.max_ctx() - int64_t(req.prompt.size())),
+          dec(run.tok(), req.skip_special) {}
+};
+
+engine::engine(model_runner& runner, const engine_options& opt) : runner_(runner), opt_(opt) {
+    if (opt.max_num_batched_tokens > runner.max_step())
+        fail("max_num_batched_tokens {} exceeds the runner's step of {} tokens", opt.max_num_batched_tokens,
+             runner.max_step());
+    // One slot per sequence: the runner was built with n_slots slots.
+    sched_ = std::make_unique<scheduler>(runner.n_slots(), opt.max_num_batched_tokens);
+    thread_ = std::thread([this] { loop(); });
+}
+
+engine::~engine() {
+    stop();
+}
+
+int64_t engine::submit(gen_request req) {
+    if (req.prompt.empty() || int64_t(req.prompt.size()) >= runner_.max_ctx())
+        fail("a prompt of {} tokens does not fit the context of {}", req.prompt.size(), runner_.max_ctx());
+    std::lock_guard lk(mu_);
+    if (stopping_) fail("the engine is stopping");
+    int64_t id = next_id_++;
+    inbox_.emplace_back(id, std::move(req));
+    ++stats_.n_waiting;
+    cv_.notify_one();
+    return id;
+}
+
+void engine::abort(int64_t id) {
+    std::lock_guard lk(mu_);
+    aborts_.push_back(id);
+    cv_.notify_one();
+}
+
+void engine::stop() {
+    {
+        std::lock_guard lk(mu_);
+        stopping_ = true;
+        cv_.notify_one();
+    }
+    if (thread_.joinable()) thread_.join();
+}
+
+engine_stats engine::stats() const {
+    std::lock_guard lk(mu_);
+    return stats_;
+}
+
+void engine::fail_all(const std::string& message) {
+    for (auto& [id, s] : seqs_) {
+        gen_event ev;
+        ev.done = true;
+        ev.error = message;
+        ev.n_prompt = int64_t(s->req.prompt.size());
+        ev.n_generated = s->stop.n_generated();
+        s->req.on_event(ev);
+        sched_->abort(id);
+    }
+    seqs_.clear();
+    sched_->schedule();  // drops them all, frees their slots
+}
+
+void engine::loop() {
+    while (true) {
+        std::vector<std::pair<int64_t, gen_request>> inbox;
+        std::vector<int64_t> aborts;
+        {
+            std::unique_lock lk(mu_);
+            cv_.wait(lk, [&] { return stopping_ || !inbox_.empty() || !aborts_.empty() || !sched_->idle(); });
+            if (stopping_) break;
+            inbox.swap(inbox_);
+            aborts.swap(aborts_);
+        }
+        for (auto& [id, req] : inbox) {
+            const int32_t n = int32_t(req.prompt.size());
+            seqs_[id] = std::make_unique<sequence>(std::move(req), runner_);
+            sched_->add(id, n);
+        }
+        for (int64_t id : aborts) sched_->abort(id);
+        try {
+            run_step();
+        } catch (const std::exception& e) {
+            fail_all(std::string("engine step failed: ") + e.what());
+        }
+        std::lock_guard lk(mu_);
+        stats_.n_running = sched_->n_running();
+        stats_.n_waiting = sched_->n_waiting() + int32_t(inbox_.size());
+    }
+    // Inbox requests never started: they end too.
+    for (auto& [id, req] : inbox_) {
+        gen_event ev;
+        ev.done = true;
+        ev.error = "server shutting down";
+        req.on_event(ev);
+    }
+    inbox_.clear();
+    fail_all("server shutting down");
+}
+
+void engine::run_step() {
+    step_plan plan = sched_->schedule();
+    for (int64_t id : plan.dropped) {
+        auto it = seqs_.find(id);
+        if (it == seqs_.end()) continue;
+        gen_event ev;
+        ev.done = true;
+        ev.text = it->second->stop.flush();
+        ev.n_prompt = int64_t(it->second->req.prompt.size());
+        ev.n_generated = it->second->stop.n_generated();
+        it->second->req.on_event(ev);
+        seqs_.erase(it);
+    }
+    if (plan.items.empty()) return;
+
+    std::vector<int32_t> ids, slots, positions, rows;
+    int64_t n_prompt_tokens = 0;
+    for (const step_item& it : plan.items) {
+        const sequence& s = *seqs_.at(it.id);
+        for (int32_t i = 0; i < it.n_tokens; ++i) {
+            ids.push_back(s.tokens[size_t(it.start + i)]);
+            slots.push_back(it.slot);
+            positions.push_back(it.start + i);
+        }
+        const int32_t n_prompt = int32_t(s.req.prompt.size());
+        if (it.start < n_prompt) n_prompt_tokens += std::min(it.start + it.n_tokens, n_prompt) - it.start;
+        if (it.sample) rows.push_back(int32_t(ids.size()) - 1);
+    }
+    std::vector<float> logits = runner_.step(slots, ids, positions, rows);
+
+    const size_t V = size_t(runner_.config().vocab_size);
+    size_t row = 0;
+    int64_t n_generated = 0, n_finished = 0;
+    for (const step_item& it : plan.items) {
+        if (!it.sample) continue;
+        sequence& s = *seqs_.at(it.id);
+        std::span<float> l(logits.data() + row * V, V);
+        ++row;
+        const int32_t tok = s.smp.sample(l);
+        s.tokens.push_back(tok);
+        ++n_generated;
+        stop_result res = s.stop.push(tok, s.dec.push(tok));
+        gen_event ev;
+        ev.n_prompt = int64_t(s.req.prompt.size());
+        ev.n_generated = s.stop.n_generated();
+        if (res.finished()) {
+            if (res.finish != finish_reason_stop || !res.stop_string) res.text += s.dec.flush();
+            ev.text = std::move(res.text);
+            ev.done = true;
+            ev.finish = res.finish;
+            ev.stop_string = res.stop_string;
+            ev.stop_token = res.stop_token;
+            s.req.on_event(ev);
+            sched_->finish(it.id);
+            seqs_.erase(it.id);
+            ++n_finished;
+        } else {
+            ev.text = std::move(res.text);
+            s.req.on_event(ev);
+            sched_->append(it.id);
+        }
+    }
+    std::lock_guard lk(mu_);
+    stats_.n_prompt_tokens += n_prompt_tokens;
+    stats_.n_generation_tokens += n_generated;
+    stats_.n_finished += n_finished;
+}
+
+}  // namespace nibble

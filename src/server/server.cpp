@@ -1,0 +1,289 @@
+#include "server/server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+
+#include "core/error.h"
+
+namespace nibble {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Events of one request, from the engine thread to its HTTP handler.
+struct event_queue {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<gen_event> q;
+    void push(const gen_event& ev) {
+        std::lock_guard lk(mu);
+        q.push_back(ev);
+        cv.notify_one();
+    }
+    // False when nothing arrived within `timeout`.
+    bool pop(gen_event& ev, std::chrono::milliseconds timeout) {
+        std::unique_lock lk(mu);
+        if (!cv.wait_for(lk, timeout, [&] { return !q.empty(); })) return false;
+        ev = std::move(q.front());
+        q.pop_front();
+        return true;
+    }
+};
+
+std::string random_id(const char* prefix) {
+    static std::mutex mu;
+    static std::mt19937_64 rng{std::random_device{}()};
+    std::lock_guard lk(mu);
+    return fmt::format("{}{:016x}{:016x}", prefix, rng(), rng());
+}
+
+int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message,
+                const std::string& param = "") {
+    res.status = status;
+    res.set_content(api_error_body(status, message, param).dump(), "application/json");
+}
+
+json stop_reason(const gen_event& ev) {
+    if (ev.stop_string) return *ev.stop_string;
+    if (ev.stop_token) return *ev.stop_token;
+    return nullptr;
+}
+
+json finish_json(const gen_event& ev) {
+    return ev.finish == finish_reason_none ? json(nullptr) : json(finish_reason_name(ev.finish));
+}
+
+// One streaming or non-streaming generation request in flight.
+struct generation {
+    api_request req;
+    std::string id, model;
+    int64_t created;
+    std::shared_ptr<event_queue> events = std::make_shared<event_queue>();
+    int64_t engine_id = 0;
+    bool sent_role = false, done = false;
+
+    json chunk(json choice) const {
+        return {{"id", id},
+                {"object", req.chat ? "chat.completion.chunk" : "text_completion"},
+                {"created", created},
+                {"model", model},
+                {"choices", json::array({std::move(choice)})}};
+    }
+    // SSE text for one engine event ("" when there is nothing to send).
+    std::string sse(const gen_event& ev) {
+        auto line = [](const json& j) { return "data: " + j.dump() + "\n\n"; };
+        if (!ev.error.empty())
+            return line(api_error_body(500, ev.error, "", "InternalServerError")) + "data: [DONE]\n\n";
+        std::string out;
+        if (req.chat && !sent_role) {
+            out += line(chunk({{"index", 0},
+                               {"delta", {{"role", "assistant"}, {"content", ""}}},
+                               {"logprobs", nullptr},
+                               {"finish_reason", nullptr}}));
+            sent_role = true;
+        }
+        if (ev.done && ev.finish == finish_reason_none) return out + "data: [DONE]\n\n";  // aborted
+        if (!ev.text.empty() || ev.done) {
+            json c = {{"index", 0}};
+            if (req.chat)
+                c["delta"] = ev.text.empty() ? json::object() : json{{"content", ev.text}};
+            else
+                c["text"] = ev.text;
+            c["logprobs"] = nullptr;
+            c["finish_reason"] = ev.done ? finish_json(ev) : json(nullptr);
+            if (ev.done) c["stop_reason"] = stop_reason(ev);
+            out += line(chunk(std::move(c)));
+        }
+        if (ev.done) {
+            if (req.include_usage) {
+                json u = chunk(nullptr);
+                u["choices"] = json::array();
+                u["usage"] = api_usage(ev.n_prompt, ev.n_generated);
+                out += line(u);
+            }
+            out += "data: [DONE]\n\n";
+        }
+        return out;
+    }
+};
+
+}  // namespace
+
+api_server::api_server(engine& eng, served_model model, server_options opt)
+    : eng_(eng), model_(std::move(model)), opt_(std::move(opt)), http_(std::make_unique<httplib::Server>()) {
+    // Streaming requests hold a worker each: allow many more than the default 8.
+    http_->new_task_queue = [] { return new httplib::ThreadPool(64); };
+    routes();
+}
+
+api_server::~api_server() = default;
+
+void api_server::run() {
+    if (!http_->bind_to_port(opt_.host.c_str(), opt_.port))
+        fail("cannot listen on {}:{} (in use, or not a local address?)", opt_.host, opt_.port);
+    http_->listen_after_bind();
+}
+
+void api_server::stop() {
+    http_->stop();
+}
+
+void api_server::routes() {
+    httplib::Server& s = *http_;
+    s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+        if (opt_.api_key.empty() || req.method == "OPTIONS" || req.path.rfind("/v1", 0) != 0)
+            return httplib::Server::HandlerResponse::Unhandled;
+        if (req.get_header_value("Authorization") == "Bearer " + opt_.api_key)
+            return httplib::Server::HandlerResponse::Unhandled;
+        res.status = 401;
+        res.set_content(R"({"error":"Unauthorized"})", "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+    });
+    s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        try {
+            std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+            send_error(res, 500, e.what());
+        } catch (...) {
+            send_error(res, 500, "unknown error");
+        }
+    });
+    s.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
+    s.Get("/version", [this](const httplib::Request&, httplib::Response& res) {
+        res.set_content(json{{"version", opt_.version}}.dump(), "application/json");
+    });
+    s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+        res.set_content(api_models(model_).dump(), "application/json");
+    });
+    s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+        engine_stats st = eng_.stats();
+        const std::string label = "{model_name=\"" + model_.name + "\"}";
+        std::string out;
+        auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+            out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{}{} {}\n", name, help, name, type, name, label,
+                               value);
+        };
+        metric("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.",
+               st.n_running);
+        metric("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.",
+               st.n_waiting);
+        metric("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
+               st.n_prompt_tokens);
+        metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
+               st.n_generation_tokens);
+        metric("vllm:request_success_total", "counter", "Count of successfully processed requests.",
+               st.n_finished);
+        res.set_content(out, "text/plain; version=0.0.4; charset=utf-8");
+    });
+
+    auto parse_body = [](const httplib::Request& req) {
+        json body = json::parse(req.body, nullptr, false);
+        if (body.is_discarded()) throw api_error(400, "the request body is not valid JSON");
+        return body;
+    };
+    s.Post("/tokenize", [this, parse_body](const httplib::Request& req, httplib::Response& res) {
+        try {
+            std::vector<int32_t> ids = api_parse_tokenize(parse_body(req), model_);
+            json out = {{"count", ids.size()}, {"max_model_len", model_.runner->max_ctx()}, {"tokens", ids}};
+            res.set_content(out.dump(), "application/json");
+        } catch (const api_error& e) {
+            send_error(res, e.status, e.what(), e.param);
+        }
+    });
+    s.Post("/detokenize", [this, parse_body](const httplib::Request& req, httplib::Response& res) {
+        try {
+            std::vector<int32_t> ids = api_parse_detokenize(parse_body(req), model_);
+            res.set_content(json{{"prompt", model_.runner->tok().decode(ids)}}.dump(), "application/json");
+        } catch (const api_error& e) {
+            send_error(res, e.status, e.what(), e.param);
+        }
+    });
+
+    auto generate = [this, parse_body](const httplib::Request& hreq, httplib::Response& res, bool chat) {
+        auto g = std::make_shared<generation>();
+        try {
+            g->req = api_parse_generation(parse_body(hreq), model_, chat);
+        } catch (const api_error& e) {
+            send_error(res, e.status, e.what(), e.param);
+            return;
+        }
+        g->id = random_id(chat ? "chatcmpl-" : "cmpl-");
+        g->model = model_.name;
+        g->created = unix_now();
+        gen_request er;
+        er.prompt = g->req.prompt;
+        er.params = g->req.params;
+        er.skip_special = g->req.skip_special;
+        er.on_event = [q = g->events](const gen_event& ev) { q->push(ev); };
+        try {
+            g->engine_id = eng_.submit(std::move(er));
+        } catch (const error& e) {
+            send_error(res, 503, e.what());
+            return;
+        }
+        if (g->req.stream) {
+            res.set_header("Cache-Control", "no-cache");
+            res.set_chunked_content_provider(
+                "text/event-stream; charset=utf-8",
+                [g](size_t, httplib::DataSink& sink) {
+                    gen_event ev;
+                    if (!g->events->pop(ev, std::chrono::milliseconds(50))) return true;
+                    std::string out = g->sse(ev);
+                    if (!out.empty() && !sink.write(out.data(), out.size())) return false;
+                    if (ev.done) {
+                        g->done = true;
+                        sink.done();
+                    }
+                    return true;
+                },
+                [this, g](bool) {
+                    if (!g->done) eng_.abort(g->engine_id);
+                });
+            return;
+        }
+        std::string text;
+        gen_event ev;
+        while (true) {
+            if (!g->events->pop(ev, std::chrono::milliseconds(1000))) continue;
+            text += ev.text;
+            if (ev.done) break;
+        }
+        if (!ev.error.empty()) {
+            send_error(res, 500, ev.error);
+            return;
+        }
+        json choice = {{"index", 0}};
+        if (chat)
+            choice["message"] = {{"role", "assistant"}, {"content", text}};
+        else
+            choice["text"] = text;
+        choice["logprobs"] = nullptr;
+        choice["finish_reason"] = finish_json(ev);
+        choice["stop_reason"] = stop_reason(ev);
+        json out = {{"id", g->id},
+                    {"object", chat ? "chat.completion" : "text_completion"},
+                    {"created", g->created},
+                    {"model", g->model},
+                    {"choices", json::array({choice})},
+                    {"usage", api_usage(ev.n_prompt, ev.n_generated)}};
+        res.set_content(out.dump(), "application/json");
+    };
+    s.Post("/v1/completions",
+           [generate](const httplib::Request& req, httplib::Response& res) { generate(req, res, false); });
+    s.Post("/v1/chat/completions",
+           [generate](const httplib::Request& req, httplib::Response& res) { generate(req, res, true); });
+}
+
+}  // namespace nibble
