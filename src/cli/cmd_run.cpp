@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -29,18 +28,6 @@ const char* k_usage =
     "nibble run [--model DIR] [--prompt TEXT | --chat] [--max-tokens N] [--temperature T] [--top-p P]\n"
     "           [--top-k K] [--min-p P] [--seed S] [--ignore-eos] [--max-model-len N] [--device cpu|cuda] "
     "[--json]";
-
-// The bundled model: next to the binary's source tree (build/nibble -> models/qwen3-tiny), else the
-// source folder it was built from.
-std::string default_model() {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    for (fs::path dir = exe.parent_path(); !ec && !dir.empty() && dir != dir.root_path();
-         dir = dir.parent_path())
-        if (fs::exists(dir / "models/qwen3-tiny/config.json")) return (dir / "models/qwen3-tiny").string();
-    return std::string(NIBBLE_SOURCE_DIR) + "/models/qwen3-tiny";
-}
 
 struct gen_stats {
     int64_t n_prompt = 0, n_generated = 0;
@@ -118,7 +105,7 @@ int cmd_run(command_args args) {
     }
     a.expect_positionals(0, 0, k_usage);
     if (a.has("--chat") && a.get("--prompt")) fail("--prompt and --chat exclude each other");
-    const std::string dir = a.get_or("--model", default_model());
+    const std::string dir = a.get_or("--model", default_model_dir());
 
     runner_options opt;
     opt.device = a.get_or("--device", default_device());

@@ -1,3 +1,4 @@
+// The bundled model's folder, shared by the subcommands that default to it (run, serve).
 #include <filesystem>
 
 #include "cli/commands.h"
