@@ -156,11 +156,15 @@ void engine::run_step() {
         sequence& s = *seqs_.at(it.id);
         std::span<float> l(logits.data() + row * V, V);
         ++row;
-        const int32_t tok = s.smp.sample(l);
+        gen_event ev;
+        std::vector<token_logprob> top;
+        if (s.req.n_logprobs > 0) top = top_logprobs(l, s.req.n_logprobs);  // before sample() scratches l
+        float logprob = 0;
+        const int32_t tok = s.smp.sample(l, s.req.n_logprobs >= 0 ? &logprob : nullptr);
+        if (s.req.n_logprobs >= 0) ev.tokens.push_back({tok, logprob, std::move(top)});
         s.tokens.push_back(tok);
         ++n_generated;
         stop_result res = s.stop.push(tok, s.dec.push(tok));
-        gen_event ev;
         ev.n_prompt = int64_t(s.req.prompt.size());
         ev.n_generated = s.stop.n_generated();
         if (res.finished()) {

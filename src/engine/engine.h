@@ -21,14 +21,24 @@
 #include <vector>
 
 #include "engine/runner.h"
+#include "engine/sampler.h"
 #include "engine/sampling_params.h"
 #include "engine/stop_checker.h"
 
 namespace nibble {
 
+// A sampled token with its log-probability under the raw logits (vLLM's default logprobs mode) and
+// the most likely alternatives (most likely first).
+struct token_info {
+    int32_t token;
+    float logprob;
+    std::vector<token_logprob> top;
+};
+
 struct gen_event {
-    std::string text;   // new text to emit (may be empty)
-    bool done = false;  // the last event of the request
+    std::string text;                // new text to emit (may be empty)
+    std::vector<token_info> tokens;  // the token sampled, when the request asked for logprobs
+    bool done = false;               // the last event of the request
     finish_reason finish = finish_reason_none;
     std::optional<std::string> stop_string;  // vLLM's stop_reason
     std::optional<int32_t> stop_token;
@@ -40,6 +50,7 @@ struct gen_request {
     std::vector<int32_t> prompt;  // 1 .. max_ctx - 1 tokens
     sampling_params params;       // resolved and validated
     bool skip_special = true;
+    int32_t n_logprobs = -1;  // -1: none; else the chosen token's logprob and this many top ones
     std::function<void(const gen_event&)> on_event;
 };
 

@@ -81,9 +81,9 @@ void check_model(const json& body, const served_model& m) {
         throw api_error(404, fmt::format("The model `{}` does not exist.", v->get<std::string>()), "model");
 }
 
-void not_supported(const json& body, const char* name, bool allow_false = false) {
+void not_supported(const json& body, const char* name) {
     const json* v = field(body, name);
-    if (!v || (allow_false && v->is_boolean() && !v->get<bool>())) return;
+    if (!v) return;
     bad(name, fmt::format("'{}' is not supported yet", name));
 }
 
@@ -172,7 +172,19 @@ api_request api_parse_generation(const json& body, const served_model& m, bool c
     r.chat = chat;
     if (const json* n = field(body, "n"); n && !(n->is_number_integer() && n->get<int64_t>() == 1))
         bad("n", "only n = 1 is supported yet");
-    not_supported(body, "logprobs", true);
+    if (chat) {
+        const bool lp = get_bool(body, "logprobs").value_or(false);
+        const int64_t top = get_int(body, "top_logprobs").value_or(0);
+        if (top < 0 || top > api_max_logprobs)
+            bad("top_logprobs",
+                fmt::format("top_logprobs must be in [0, {}], got {}", api_max_logprobs, top));
+        if (top > 0 && !lp) bad("top_logprobs", "when using `top_logprobs`, `logprobs` must be set to true");
+        if (lp) r.n_logprobs = int32_t(top);
+    } else if (auto lp = get_int(body, "logprobs")) {
+        if (*lp < 0 || *lp > api_max_logprobs)
+            bad("logprobs", fmt::format("logprobs must be in [0, {}], got {}", api_max_logprobs, *lp));
+        r.n_logprobs = int32_t(*lp);
+    }
     if (chat) not_supported(body, "tools");
     if (const json* rf = field(body, "response_format");
         rf && !(rf->is_object() && rf->value("type", "") == "text"))

@@ -48,7 +48,10 @@ struct api_request {
     std::vector<int32_t> prompt;
     sampling_params params;  // resolved with generation_config and validated
     bool skip_special = true;
+    int32_t n_logprobs = -1;  // -1: no logprobs; else top logprobs per token (completions "logprobs",
+                              // chat "top_logprobs" with "logprobs": true), at most api_max_logprobs
 };
+inline constexpr int32_t api_max_logprobs = 20;  // vLLM's default --max-logprobs
 
 // Parses and validates a request body; throws api_error. max_tokens defaults to 16 for completions
 // and to the rest of the context for chat (vLLM's defaults).

@@ -36,6 +36,52 @@ struct event_queue {
     }
 };
 
+// Compact JSON; bytes that are not UTF-8 (a token piece cut inside a character) become U+FFFD.
+std::string dump(const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json utf8_bytes(const std::string& s) {
+    json b = json::array();
+    for (unsigned char c : s) b.push_back(int(c));
+    return b;
+}
+
+// The logprobs object of a choice for `tokens` (OpenAI's completions or chat shape).
+json logprobs_json(const std::vector<token_info>& tokens, const tokenizer& tok, bool chat,
+                   int64_t& text_offset) {
+    auto piece = [&](int32_t id) { return tok.decode(std::span<const int32_t>(&id, 1)); };
+    if (chat) {
+        json content = json::array();
+        for (const token_info& t : tokens) {
+            json top = json::array();
+            for (const token_logprob& a : t.top) {
+                std::string p = piece(a.token);
+                top.push_back({{"token", p}, {"logprob", a.logprob}, {"bytes", utf8_bytes(p)}});
+            }
+            std::string p = piece(t.token);
+            content.push_back(
+                {{"token", p}, {"logprob", t.logprob}, {"bytes", utf8_bytes(p)}, {"top_logprobs", top}});
+        }
+        return {{"content", content}};
+    }
+    json out = {{"tokens", json::array()},
+                {"token_logprobs", json::array()},
+                {"top_logprobs", json::array()},
+                {"text_offset", json::array()}};
+    for (const token_info& t : tokens) {
+        std::string p = piece(t.token);
+        json top = json::object();
+        for (const token_logprob& a : t.top) top[piece(a.token)] = a.logprob;
+        out["tokens"].push_back(p);
+        out["token_logprobs"].push_back(t.logprob);
+        out["top_logprobs"].push_back(top);
+        out["text_offset"].push_back(text_offset);
+        text_offset += int64_t(p.size());
+    }
+    return out;
+}
+
 std::string random_id(const char* prefix) {
     static std::mutex mu;
     static std::mt19937_64 rng{std::random_device{}()};
@@ -52,7 +98,7 @@ int64_t unix_now() {
 void send_error(httplib::Response& res, int status, const std::string& message,
                 const std::string& param = "") {
     res.status = status;
-    res.set_content(api_error_body(status, message, param).dump(), "application/json");
+    res.set_content(dump(api_error_body(status, message, param)), "application/json");
 }
 
 json stop_reason(const gen_event& ev) {
@@ -73,6 +119,9 @@ struct generation {
     std::shared_ptr<event_queue> events = std::make_shared<event_queue>();
     int64_t engine_id = 0;
     bool sent_role = false, done = false;
+    const tokenizer* tok = nullptr;
+    std::vector<token_info> pending;  // logprobs not yet sent (their text may be held back)
+    int64_t text_offset = 0;
 
     json chunk(json choice) const {
         return {{"id", id},
@@ -83,7 +132,7 @@ struct generation {
     }
     // SSE text for one engine event ("" when there is nothing to send).
     std::string sse(const gen_event& ev) {
-        auto line = [](const json& j) { return "data: " + j.dump() + "\n\n"; };
+        auto line = [](const json& j) { return "data: " + dump(j) + "\n\n"; };
         if (!ev.error.empty())
             return line(api_error_body(500, ev.error, "", "InternalServerError")) + "data: [DONE]\n\n";
         std::string out;
@@ -95,13 +144,16 @@ struct generation {
             sent_role = true;
         }
         if (ev.done && ev.finish == finish_reason_none) return out + "data: [DONE]\n\n";  // aborted
+        pending.insert(pending.end(), ev.tokens.begin(), ev.tokens.end());
         if (!ev.text.empty() || ev.done) {
             json c = {{"index", 0}};
             if (req.chat)
                 c["delta"] = ev.text.empty() ? json::object() : json{{"content", ev.text}};
             else
                 c["text"] = ev.text;
-            c["logprobs"] = nullptr;
+            c["logprobs"] =
+                req.n_logprobs >= 0 ? logprobs_json(pending, *tok, req.chat, text_offset) : json(nullptr);
+            pending.clear();
             c["finish_reason"] = ev.done ? finish_json(ev) : json(nullptr);
             if (ev.done) c["stop_reason"] = stop_reason(ev);
             out += line(chunk(std::move(c)));
@@ -162,10 +214,10 @@ void api_server::routes() {
     });
     s.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
     s.Get("/version", [this](const httplib::Request&, httplib::Response& res) {
-        res.set_content(json{{"version", opt_.version}}.dump(), "application/json");
+        res.set_content(dump(json{{"version", opt_.version}}), "application/json");
     });
     s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-        res.set_content(api_models(model_).dump(), "application/json");
+        res.set_content(dump(api_models(model_)), "application/json");
     });
     s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
         engine_stats st = eng_.stats();
@@ -197,7 +249,7 @@ void api_server::routes() {
         try {
             std::vector<int32_t> ids = api_parse_tokenize(parse_body(req), model_);
             json out = {{"count", ids.size()}, {"max_model_len", model_.runner->max_ctx()}, {"tokens", ids}};
-            res.set_content(out.dump(), "application/json");
+            res.set_content(dump(out), "application/json");
         } catch (const api_error& e) {
             send_error(res, e.status, e.what(), e.param);
         }
@@ -205,7 +257,7 @@ void api_server::routes() {
     s.Post("/detokenize", [this, parse_body](const httplib::Request& req, httplib::Response& res) {
         try {
             std::vector<int32_t> ids = api_parse_detokenize(parse_body(req), model_);
-            res.set_content(json{{"prompt", model_.runner->tok().decode(ids)}}.dump(), "application/json");
+            res.set_content(dump(json{{"prompt", model_.runner->tok().decode(ids)}}), "application/json");
         } catch (const api_error& e) {
             send_error(res, e.status, e.what(), e.param);
         }
@@ -226,6 +278,8 @@ void api_server::routes() {
         er.prompt = g->req.prompt;
         er.params = g->req.params;
         er.skip_special = g->req.skip_special;
+        er.n_logprobs = g->req.n_logprobs;
+        g->tok = &model_.runner->tok();
         er.on_event = [q = g->events](const gen_event& ev) { q->push(ev); };
         try {
             g->engine_id = eng_.submit(std::move(er));
@@ -254,10 +308,12 @@ void api_server::routes() {
             return;
         }
         std::string text;
+        std::vector<token_info> tokens;
         gen_event ev;
         while (true) {
             if (!g->events->pop(ev, std::chrono::milliseconds(1000))) continue;
             text += ev.text;
+            tokens.insert(tokens.end(), ev.tokens.begin(), ev.tokens.end());
             if (ev.done) break;
         }
         if (!ev.error.empty()) {
@@ -269,7 +325,10 @@ void api_server::routes() {
             choice["message"] = {{"role", "assistant"}, {"content", text}};
         else
             choice["text"] = text;
-        choice["logprobs"] = nullptr;
+        int64_t offset = 0;
+        choice["logprobs"] = g->req.n_logprobs >= 0
+                                 ? logprobs_json(tokens, model_.runner->tok(), chat, offset)
+                                 : json(nullptr);
         choice["finish_reason"] = finish_json(ev);
         choice["stop_reason"] = stop_reason(ev);
         json out = {{"id", g->id},
@@ -278,7 +337,7 @@ void api_server::routes() {
                     {"model", g->model},
                     {"choices", json::array({choice})},
                     {"usage", api_usage(ev.n_prompt, ev.n_generated)}};
-        res.set_content(out.dump(), "application/json");
+        res.set_content(dump(out), "application/json");
     };
     s.Post("/v1/completions",
            [generate](const httplib::Request& req, httplib::Response& res) { generate(req, res, false); });

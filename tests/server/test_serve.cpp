@@ -207,7 +207,9 @@ TEST(serve, bad_requests_get_openai_error_bodies_and_the_server_keeps_serving) {
         {"/v1/completions", R"({"prompt": "x", "temperature": -1})", 400, "temperature"},
         {"/v1/completions", R"({"prompt": "x", "top_p": 1.5})", 400, "top_p"},
         {"/v1/completions", R"({"prompt": "x", "n": 2})", 400, "n"},
-        {"/v1/completions", R"({"prompt": "x", "logprobs": 2})", 400, "logprobs"},
+        {"/v1/completions", R"({"prompt": "x", "logprobs": 21})", 400, "logprobs"},
+        {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})",
+         400, "top_logprobs"},
         {"/v1/completions", R"({"prompt": "x", "max_tokens": 1000})", 400, "max_tokens"},
         {"/v1/completions", R"({"prompt": [1, 99999999]})", 400, "prompt"},
         {"/v1/completions", json{{"prompt", long_prompt}}.dump(), 400, "prompt"},
@@ -341,4 +343,43 @@ TEST(serve, sigterm_ends_running_requests_and_exits_cleanly) {
     blocking.join();
     // Both requests ended (with an error, as the server went down), none hung.
     EXPECT_LT(stream_text(s, false).size(), 20000u);
+}
+
+TEST(serve, logprobs_of_greedy_tokens) {
+    test::serve_process srv;
+    ASSERT_TRUE(srv.ok()) << srv.log();
+    json body = {{"prompt", k_prompt}, {"max_tokens", 12}, {"temperature", 0}, {"logprobs", 3}};
+    json r = post(srv.port(), "/v1/completions", body);
+    const json& lp = r["choices"][0]["logprobs"];
+    ASSERT_TRUE(lp.is_object()) << r.dump();
+    ASSERT_EQ(lp["tokens"].size(), 12u);
+    std::string joined;
+    for (size_t i = 0; i < 12; ++i) {
+        joined += lp["tokens"][i].get<std::string>();
+        const double chosen = lp["token_logprobs"][i];
+        EXPECT_LE(chosen, 0.0);
+        ASSERT_EQ(lp["top_logprobs"][i].size(), 3u);
+        double best = -1e30;
+        for (auto& [k, v] : lp["top_logprobs"][i].items()) best = std::max(best, v.get<double>());
+        EXPECT_NEAR(chosen, best, 1e-5) << i;  // greedy takes the most likely token
+    }
+    EXPECT_EQ(joined, r["choices"][0]["text"]);
+
+    json chat = {{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})},
+                 {"max_tokens", 6},
+                 {"temperature", 0},
+                 {"logprobs", true},
+                 {"top_logprobs", 2},
+                 {"stream_options", {{"include_usage", true}}}};
+    sse_result s = post_stream(srv.port(), "/v1/chat/completions", chat);
+    ASSERT_TRUE(s.done);
+    size_t n = 0;
+    for (const json& e : s.events)
+        for (const json& c : e["choices"])
+            if (c["logprobs"].is_object())
+                for (const json& t : c["logprobs"]["content"]) {
+                    ++n;
+                    EXPECT_EQ(t["top_logprobs"].size(), 2u);
+                }
+    EXPECT_EQ(n, s.events.back()["usage"]["completion_tokens"].get<size_t>());
 }
