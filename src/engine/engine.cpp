@@ -28,6 +28,7 @@ engine::engine(model_runner& runner, const engine_options& opt) : runner_(runner
              runner.max_step());
     // One slot per sequence: the runner was built with n_slots slots.
     sched_ = std::make_unique<scheduler>(runner.n_slots(), opt.max_num_batched_tokens);
+    stats_.n_slots = runner.n_slots();
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -130,6 +131,8 @@ void engine::run_step() {
         ev.n_generated = it->second->stop.n_generated();
         it->second->req.on_event(ev);
         seqs_.erase(it);
+        std::lock_guard lk(mu_);
+        ++stats_.n_aborted;
     }
     if (plan.items.empty()) return;
 
@@ -150,7 +153,7 @@ void engine::run_step() {
 
     const size_t V = size_t(runner_.config().vocab_size);
     size_t row = 0;
-    int64_t n_generated = 0, n_finished = 0;
+    int64_t n_generated = 0, n_stop = 0, n_length = 0;
     for (const step_item& it : plan.items) {
         if (!it.sample) continue;
         sequence& s = *seqs_.at(it.id);
@@ -177,7 +180,7 @@ void engine::run_step() {
             s.req.on_event(ev);
             sched_->finish(it.id);
             seqs_.erase(it.id);
-            ++n_finished;
+            ++(res.finish == finish_reason_stop ? n_stop : n_length);
         } else {
             ev.text = std::move(res.text);
             s.req.on_event(ev);
@@ -187,7 +190,8 @@ void engine::run_step() {
     std::lock_guard lk(mu_);
     stats_.n_prompt_tokens += n_prompt_tokens;
     stats_.n_generation_tokens += n_generated;
-    stats_.n_finished += n_finished;
+    stats_.n_finished_stop += n_stop;
+    stats_.n_finished_length += n_length;
 }
 
 }  // namespace nibble

@@ -61,8 +61,9 @@ struct engine_options {
 // Counters for /metrics (a consistent snapshot).
 struct engine_stats {
     int32_t n_running = 0, n_waiting = 0;
-    int64_t n_prompt_tokens = 0, n_generation_tokens = 0;  // totals since start
-    int64_t n_finished = 0;
+    int64_t n_prompt_tokens = 0, n_generation_tokens = 0;               // totals since start
+    int64_t n_finished_stop = 0, n_finished_length = 0, n_aborted = 0;  // requests ended, by reason
+    int32_t n_slots = 0;                                                // KV slots (sequences at once)
 };
 
 class engine {

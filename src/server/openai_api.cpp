@@ -260,10 +260,12 @@ api_request api_parse_generation(const json& body, const served_model& m, bool c
                 max_len, n_prompt));
     if (req.max_tokens && n_prompt + *req.max_tokens > max_len)
         bad(chat && field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
-            fmt::format("This model's maximum context length is {} tokens. However, you requested {} tokens "
-                        "({} in the messages, {} in the completion). Please reduce the length of the "
-                        "messages or completion.",
-                        max_len, n_prompt + *req.max_tokens, n_prompt, *req.max_tokens));
+            fmt::format(
+                "This model's maximum context length is {} tokens. However, you requested {} output "
+                "tokens and your prompt contains at least {} input tokens, for a total of at least {} "
+                "tokens. Please reduce the length of the input prompt or the number of requested "
+                "output tokens.",
+                max_len, *req.max_tokens, n_prompt, n_prompt + *req.max_tokens));
     return r;
 }
 

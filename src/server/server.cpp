@@ -235,8 +235,16 @@ void api_server::routes() {
                st.n_prompt_tokens);
         metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
                st.n_generation_tokens);
-        metric("vllm:request_success_total", "counter", "Count of successfully processed requests.",
-               st.n_finished);
+        metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
+               double(st.n_running) / double(std::max(st.n_slots, 1)));
+        out +=
+            "# HELP vllm:request_success_total Count of successfully processed requests.\n"
+            "# TYPE vllm:request_success_total counter\n";
+        for (auto [reason, n] : {std::pair<const char*, int64_t>{"stop", st.n_finished_stop},
+                                 {"length", st.n_finished_length},
+                                 {"abort", st.n_aborted}})
+            out += fmt::format("vllm:request_success_total{{model_name=\"{}\",finished_reason=\"{}\"}} {}\n",
+                               model_.name, reason, n);
         res.set_content(out, "text/plain; version=0.0.4; charset=utf-8");
     });
 

@@ -272,7 +272,8 @@ TEST(serve, concurrent_streams_are_batched_and_all_complete) {
         EXPECT_EQ(got[i].events.back()["usage"]["completion_tokens"], 8 + 3 * i) << i;
     }
     auto m = client(srv.port()).Get("/metrics");
-    EXPECT_NE(m->body.find("vllm:request_success_total{model_name=\"" + test::bundled_model() + "\"} 20"),
+    EXPECT_NE(m->body.find("vllm:request_success_total{model_name=\"" + test::bundled_model() +
+                           "\",finished_reason=\"length\"} 20"),
               std::string::npos)
         << m->body;
 }
@@ -321,6 +322,7 @@ TEST(serve, a_client_that_disconnects_frees_its_slot) {
     const size_t at = m.find(key);
     ASSERT_NE(at, std::string::npos) << m;
     EXPECT_LT(std::stoll(m.substr(at + key.size())), 1000) << m;
+    EXPECT_NE(m.find("finished_reason=\"abort\"} 1"), std::string::npos) << m;
 }
 
 TEST(serve, sigterm_ends_running_requests_and_exits_cleanly) {
