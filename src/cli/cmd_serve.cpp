@@ -42,6 +42,8 @@ int cmd_serve(command_args args) {
     if (n_seqs < 1 || n_seqs > 4096) fail("--max-num-seqs must be in [1, 4096], got {}", n_seqs);
     if (n_batched < 1 || n_batched > 65536)
         fail("--max-num-batched-tokens must be in [1, 65536], got {}", n_batched);
+    if (n_batched < n_seqs)  // else some running sequences would get no token in a step (vLLM's check)
+        fail("--max-num-batched-tokens ({}) must be >= --max-num-seqs ({})", n_batched, n_seqs);
     if (max_len < 2) fail("--max-model-len must be >= 2, got {}", max_len);
 
     // Block the stop signals in every thread; one thread waits for them.

@@ -4,7 +4,8 @@
 // A sequence has n_tokens known tokens (prompt, then each sampled token appended) of which
 // n_computed are in its KV slot. Each step gives every running sequence (admission order) up to
 // n_tokens - n_computed tokens under the step budget (max_num_batched_tokens): a decoding
-// sequence needs 1, a sequence still in prefill gets a chunk (chunked prefill). Then waiting
+// sequence needs 1, a sequence still in prefill gets a chunk (chunked prefill); with
+// max_batched_tokens >= n_slots every decoding sequence gets its token each step. Then waiting
 // sequences are admitted from a FIFO queue while a KV slot is free and budget is left. A step item
 // whose chunk reaches n_tokens needs logits (sample = true); the caller then either appends the
 // sampled token (append) or finishes the sequence (finish), which frees its slot at once.
