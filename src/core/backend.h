@@ -3,11 +3,18 @@
 // matrices in backend memory; weights are the views of core/weights.h (the backend may upload them).
 //
 // KV cache layout (per backend, allocated by kv_init): for each slot (one sequence), layer and
-// position, K and V rows of n_kv_heads × head_dim values.
+// position, K and V rows of n_kv_heads × head_dim values, stored as kv_cache_dtype says.
+//
+// Step recording (CUDA graphs): model_forward calls begin_step() before a step's ops, so that a backend
+// can stage the step's token ids, slots, positions and logit rows once in its own memory, where the ops
+// read them. A backend that can record a step's ops and replay them (cuda_backend) answers
+// step_replay / step_record_begin / step_record_end; the defaults record nothing. A recorded step may
+// depend on the step's shape (its key) only, never on the staged values.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "core/config.h"
 #include "core/weights.h"
@@ -16,6 +23,15 @@ namespace nibble {
 
 // Where each token of a step goes: its sequence slot and its position in that sequence. Tokens of one
 // sequence in a step are consecutive and in increasing position (a prefill chunk or a decode token).
+// How the KV cache stores K and V: auto is the backend's default (float32 on the CPU, BF16 on CUDA);
+// FP8 is E4M3 with a scale of 1 (saturating at ±448), as vLLM's fp8 cache without calibrated scales.
+enum kv_cache_dtype : uint8_t { kv_cache_auto, kv_cache_f32, kv_cache_bf16, kv_cache_fp8 };
+// "auto" | "f32" | "bf16" | "fp8" (vLLM's --kv-cache-dtype also accepts "fp8_e4m3"); fails otherwise.
+kv_cache_dtype kv_cache_dtype_parse(const std::string& s);
+const char* kv_cache_dtype_name(kv_cache_dtype d);
+// Bytes per stored K or V element (auto must be resolved first).
+int kv_cache_dtype_bytes(kv_cache_dtype d);
+
 struct step_tokens {
     std::span<const int32_t> ids;        // [T]
     std::span<const int32_t> slots;      // [T]
@@ -33,7 +49,18 @@ class backend {
     virtual void to_host(const float* src, size_t n, float* dst) = 0;
 
     // KV cache for n_slots sequences of up to max_ctx positions each.
-    virtual void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx) = 0;
+    virtual void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) = 0;
+    // The dtype the KV cache was allocated with (auto resolved).
+    virtual kv_cache_dtype kv_dtype() const = 0;
+
+    // See "Step recording" above.
+    virtual void begin_step(const step_tokens& s, std::span<const int32_t> logit_rows) {}
+    // Replays the step recorded under `key` and returns true, or returns false when there is none.
+    virtual bool step_replay(uint64_t key) { return false; }
+    // Starts recording the ops that follow under `key` and returns true, or returns false (the ops then
+    // run as they are issued). step_record_end finishes the recording and runs the recorded step once.
+    virtual bool step_record_begin(uint64_t key) { return false; }
+    virtual void step_record_end(uint64_t key) {}
 
     // out[t] = table[ids[t]] (table [vocab, hidden]).
     virtual void embed(const tensor_view& table, const step_tokens& s, float* out) = 0;
@@ -42,6 +69,13 @@ class backend {
                           float* out) = 0;
     // x += y.
     virtual void add(float* x, const float* y, int64_t n) = 0;
+    // The residual add fused with the next norm: x += y, then out = rms_norm(x) · w (out may not alias
+    // x or y).
+    virtual void add_rms_norm(float* x, const float* y, const tensor_view& w, int64_t rows, int64_t cols,
+                              float eps, float* out) {
+        add(x, y, rows * cols);
+        rms_norm(x, w, rows, cols, eps, out);
+    }
     // out [rows, w.n] = x [rows, w.k] · Wᵀ (+ bias), with the layer's exact scheme semantics
     // (activation quantization for W4A4 / FP8 included).
     virtual void linear(const float* x, int64_t rows, const linear_weight& w, float* out) = 0;

@@ -24,26 +24,42 @@ model_forward::model_forward(const model_config& c, const model_weights& w, back
     router_ = b.alloc(t * size_t(std::max<int64_t>(c.n_experts, 1)));
     last_ = b.alloc(size_t(max_logit_rows) * hid);
     logits_ = b.alloc(size_t(max_logit_rows) * size_t(c.vocab_size));
+    for (const layer_weights& l : w.layers) recordable_ = recordable_ && !l.moe;
 }
 
 void model_forward::step(const step_tokens& s, std::span<const int32_t> logit_rows, float* logits_host) {
-    const int64_t T = int64_t(s.ids.size()), H = c_.hidden_size;
+    const int64_t T = int64_t(s.ids.size());
     if (T == 0) return;
     if (T > max_tokens_) fail("step of {} tokens exceeds the {} this engine was sized for", T, max_tokens_);
     if (int64_t(logit_rows.size()) > max_logit_rows_)
         fail("{} logit rows requested, at most {}", logit_rows.size(), max_logit_rows_);
+    const int64_t R = int64_t(logit_rows.size());
+    b_.begin_step(s, logit_rows);
+    const uint64_t key = uint64_t(T) << 32 | uint64_t(R);
+    const bool record = graphs_ && recordable_;
+    if (!record || !b_.step_replay(key)) {
+        const bool recording = record && b_.step_record_begin(key);
+        issue(s, logit_rows);
+        if (recording) b_.step_record_end(key);
+    }
+    if (R > 0) b_.to_host(logits_, size_t(R * c_.vocab_size), logits_host);
+}
+
+void model_forward::issue(const step_tokens& s, std::span<const int32_t> logit_rows) {
+    const int64_t T = int64_t(s.ids.size()), H = c_.hidden_size;
+    const int32_t L = int32_t(w_.layers.size());
     b_.embed(w_.embed, s, x_);
-    for (int32_t li = 0; li < int32_t(w_.layers.size()); ++li) {
+    if (L > 0) b_.rms_norm(x_, w_.layers[0].attn_norm, T, H, c_.rms_norm_eps, h_);
+    for (int32_t li = 0; li < L; ++li) {
         const layer_weights& l = w_.layers[size_t(li)];
-        b_.rms_norm(x_, l.attn_norm, T, H, c_.rms_norm_eps, h_);
+        // h_ holds rms_norm(x) · attn_norm here.
         b_.linear(h_, T, l.q, q_);
         b_.linear(h_, T, l.k, k_);
         b_.linear(h_, T, l.v, v_);
         b_.rope_and_cache(c_, li, l, s, q_, k_, v_);
         b_.attention(c_, li, s, q_, attn_);
-        b_.linear(attn_, T, l.o, h_);
-        b_.add(x_, h_, T * H);
-        b_.rms_norm(x_, l.ffn_norm, T, H, c_.rms_norm_eps, h_);
+        b_.linear(attn_, T, l.o, mlp_);
+        b_.add_rms_norm(x_, mlp_, l.ffn_norm, T, H, c_.rms_norm_eps, h_);
         if (l.moe) {
             b_.linear(h_, T, l.router, router_);
             b_.moe(c_, l, h_, router_, T, mlp_);
@@ -53,14 +69,16 @@ void model_forward::step(const step_tokens& s, std::span<const int32_t> logit_ro
             b_.silu_mul(gate_, up_, T * c_.intermediate_size, gate_);
             b_.linear(gate_, T, l.down, mlp_);
         }
-        b_.add(x_, mlp_, T * H);
+        if (li + 1 < L)
+            b_.add_rms_norm(x_, mlp_, w_.layers[size_t(li) + 1].attn_norm, T, H, c_.rms_norm_eps, h_);
+        else
+            b_.add(x_, mlp_, T * H);
     }
     if (logit_rows.empty()) return;
     const int64_t R = int64_t(logit_rows.size());
     b_.gather_rows(x_, H, logit_rows, last_);
     b_.rms_norm(last_, w_.final_norm, R, H, c_.rms_norm_eps, last_);
     b_.linear(last_, R, w_.lm_head, logits_);
-    b_.to_host(logits_, size_t(R * c_.vocab_size), logits_host);
 }
 
 }  // namespace nibble

@@ -2,6 +2,11 @@
 // (q/k/v projections, Qwen3 q/k norms, RoPE, KV cache, GQA) -> residual -> RMSNorm -> SwiGLU MLP or
 // routed experts -> residual; final norm and lm_head. Prefill chunks and decode tokens of several
 // sequences go through the same step.
+//
+// Step recording: a step's ops depend only on its shape (tokens T, logit rows R) once the backend has
+// staged its ids, slots, positions and logit rows (begin_step), so a backend that records steps (CUDA
+// graphs) replays one recording per (T, R) instead of issuing the ops again. Models with routed experts
+// are never recorded (their routing runs on the host).
 #pragma once
 
 #include <vector>
@@ -24,12 +29,19 @@ class model_forward {
     const model_config& config() const { return c_; }
     int32_t max_tokens() const { return max_tokens_; }
     int32_t max_logit_rows() const { return max_logit_rows_; }
+    // Step recording on (default) or off (eager: every op issued each step).
+    void set_step_graphs(bool on) { graphs_ = on; }
+    bool step_graphs() const { return graphs_; }
 
   private:
+    // The ops of one step, from the staged tokens to the logits in backend memory.
+    void issue(const step_tokens& s, std::span<const int32_t> logit_rows);
+
     const model_config& c_;
     const model_weights& w_;
     backend& b_;
     int32_t max_tokens_, max_logit_rows_;
+    bool graphs_ = true, recordable_ = true;
     float *x_, *h_, *q_, *k_, *v_, *attn_, *gate_, *up_, *mlp_, *router_, *last_, *logits_;
 };
 

@@ -17,7 +17,8 @@ class cpu_backend : public backend {
     const char* name() const override { return "cpu"; }
     float* alloc(size_t n) override;
     void to_host(const float* src, size_t n, float* dst) override;
-    void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx) override;
+    void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) override;
+    kv_cache_dtype kv_dtype() const override { return kv_dtype_; }
 
     void embed(const tensor_view& table, const step_tokens& s, float* out) override;
     void rms_norm(const float* x, const tensor_view& w, int64_t rows, int64_t cols, float eps,
@@ -45,6 +46,7 @@ class cpu_backend : public backend {
     std::vector<float> k_cache_, v_cache_;
     std::vector<float> inv_freq_;
     int32_t n_slots_ = 0, max_ctx_ = 0, n_layers_ = 0;
+    kv_cache_dtype kv_dtype_ = kv_cache_f32;
     int64_t kv_dim_ = 0;
     std::function<void(const linear_weight&, float)> observer_;
 };

@@ -149,7 +149,10 @@ const int32_t* cuda_backend::ints(int which, std::span<const int32_t> v) {
     return static_cast<const int32_t*>(g.p);
 }
 
-void cuda_backend::kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx) {
+void cuda_backend::kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) {
+    if (dt != kv_cache_auto && dt != kv_cache_f32)
+        fail("the CUDA backend stores the KV cache in f32 only (asked for {})", kv_cache_dtype_name(dt));
+    kv_dtype_ = kv_cache_f32;
     NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
     n_slots_ = n_slots;
     max_ctx_ = max_ctx;

@@ -40,7 +40,8 @@ class cuda_backend : public backend {
     const char* name() const override { return "cuda"; }
     float* alloc(size_t n) override;
     void to_host(const float* src, size_t n, float* dst) override;
-    void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx) override;
+    void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) override;
+    kv_cache_dtype kv_dtype() const override { return kv_dtype_; }
 
     void embed(const tensor_view& table, const step_tokens& s, float* out) override;
     void rms_norm(const float* x, const tensor_view& w, int64_t rows, int64_t cols, float eps,
@@ -89,6 +90,7 @@ class cuda_backend : public backend {
     growable scratch_[6], ints_[4];
     float *k_cache_ = nullptr, *v_cache_ = nullptr, *inv_freq_ = nullptr;
     int32_t n_slots_ = 0, max_ctx_ = 0, n_layers_ = 0;
+    kv_cache_dtype kv_dtype_ = kv_cache_f32;
     int64_t kv_dim_ = 0;
 };
 

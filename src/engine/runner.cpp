@@ -28,9 +28,10 @@ model_runner::model_runner(const std::string& dir, const runner_options& opt) : 
     } else {
         fail("unknown device '{}' (cpu or cuda)", opt.device);
     }
-    backend_->kv_init(model_.config, n_slots_, max_ctx_);
+    backend_->kv_init(model_.config, n_slots_, max_ctx_, opt.kv_dtype);
     forward_ =
         std::make_unique<model_forward>(model_.config, model_.weights, *backend_, max_step_, max_step_);
+    forward_->set_step_graphs(opt.step_graphs);
 }
 
 model_runner::~model_runner() = default;
@@ -108,8 +109,16 @@ std::vector<float> model_runner::step(std::span<const int32_t> slots, std::span<
     return logits;
 }
 
+void model_runner::set_step_graphs(bool on) {
+    forward_->set_step_graphs(on);
+}
+bool model_runner::step_graphs() const {
+    return forward_->step_graphs();
+}
+
 uint64_t model_runner::kv_bytes_per_position() const {
-    return 2ull * uint64_t(config().n_layers * config().n_kv_heads * config().head_dim) * sizeof(float);
+    return 2ull * uint64_t(config().n_layers * config().n_kv_heads * config().head_dim) *
+           uint64_t(kv_cache_dtype_bytes(backend_->kv_dtype()));
 }
 
 std::string logits_hash(std::span<const float> logits) {

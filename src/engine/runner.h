@@ -19,6 +19,8 @@ struct runner_options {
     int32_t max_step = 256;  // tokens per forward step (prefill chunk)
     bool load_tokenizer = true;
     std::string device = "cpu";  // "cpu" or "cuda" (the latter needs a build with CUDA and a GPU)
+    kv_cache_dtype kv_dtype = kv_cache_auto;  // --kv-cache-dtype
+    bool step_graphs = true;                  // record and replay steps (CUDA graphs); --eager turns off
 };
 
 // "cuda" when this build has the CUDA backend and a GPU is present, else "cpu".
@@ -46,6 +48,9 @@ class model_runner {
     const model_config& config() const { return model_.config; }
     const tokenizer& tok() const { return *tok_; }
     backend& device() { return *backend_; }
+    // Turns step recording (CUDA graphs) on or off for the steps that follow (bench: graph vs eager).
+    void set_step_graphs(bool on);
+    bool step_graphs() const;
     int32_t max_ctx() const { return max_ctx_; }
     int32_t max_step() const { return max_step_; }
     int32_t n_slots() const { return n_slots_; }

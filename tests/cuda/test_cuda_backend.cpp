@@ -263,8 +263,8 @@ TEST(cuda_backend, rope_cache_attention) {
     cpu_backend cpu;
     cuda_backend gpu;
     const int32_t max_ctx = 300;
-    cpu.kv_init(c, 2, max_ctx);
-    gpu.kv_init(c, 2, max_ctx);
+    cpu.kv_init(c, 2, max_ctx, kv_cache_f32);
+    gpu.kv_init(c, 2, max_ctx, kv_cache_f32);
     std::vector<float> qn = randn(64, 5, 0.3f), kn = randn(64, 6, 0.3f);
     for (float& v : qn) v += 1.0f;
     for (float& v : kn) v += 1.0f;
