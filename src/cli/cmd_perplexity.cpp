@@ -1,4 +1,5 @@
-// nibble perplexity --model DIR --file F --window N [--limit T] [--device cpu|cuda] [--json]
+// nibble perplexity --model DIR --file F --window N [--limit T] [--device cpu|cuda]
+//                   [--kv-cache-dtype auto|f32|bf16|fp8] [--json]
 // The file's tokens (the first T when given) are cut into chunks tokens[iN : iN+N+1], each scored from an
 // empty context; prints the mean negative log-likelihood per predicted token and the perplexity.
 #include <chrono>
@@ -16,12 +17,14 @@ namespace nibble {
 namespace {
 
 const char* k_usage =
-    "nibble perplexity --model DIR --file F --window N [--limit T] [--device cpu|cuda] [--json]";
+    "nibble perplexity --model DIR --file F --window N [--limit T] [--device cpu|cuda]\n"
+    "                  [--kv-cache-dtype auto|f32|bf16|fp8] [--json]";
 
 }  // namespace
 
 int cmd_perplexity(command_args args) {
-    arg_parser a(args, {"--model", "--file", "--window", "--limit", "--device"}, {"--json", "--help"});
+    arg_parser a(args, {"--model", "--file", "--window", "--limit", "--device", "--kv-cache-dtype"},
+                 {"--json", "--help"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
         return 0;
@@ -37,6 +40,7 @@ int cmd_perplexity(command_args args) {
     opt.device = a.get_or("--device", default_device());
     opt.max_ctx = int32_t(window + 1);
     opt.max_step = int32_t(window + 1);
+    opt.kv_dtype = kv_cache_dtype_parse(a.get_or("--kv-cache-dtype", "auto"));
     model_runner r(*model, opt);
     if (window + 1 > r.max_ctx())
         fail("--window {} exceeds the model's context of {} positions", window, r.max_ctx());

@@ -1,6 +1,6 @@
 // nibble run [--model DIR] [--prompt TEXT | --chat] [--max-tokens N] [--temperature T] [--top-p P]
 //            [--top-k K] [--min-p P] [--seed S] [--ignore-eos] [--max-model-len N] [--device cpu|cuda]
-//            [--json]
+//            [--kv-cache-dtype auto|f32|bf16|fp8] [--eager] [--json]
 // Generates from a prompt (completed exactly as given: no chat template, no BOS unless the tokenizer
 // adds one) or chats through the model's template; streams text, then reports prefill and decode tok/s,
 // bytes read per token, the achieved bandwidth and a short hash of the last logits.
@@ -26,8 +26,8 @@ namespace {
 
 const char* k_usage =
     "nibble run [--model DIR] [--prompt TEXT | --chat] [--max-tokens N] [--temperature T] [--top-p P]\n"
-    "           [--top-k K] [--min-p P] [--seed S] [--ignore-eos] [--max-model-len N] [--device cpu|cuda] "
-    "[--json]";
+    "           [--top-k K] [--min-p P] [--seed S] [--ignore-eos] [--max-model-len N] [--device cpu|cuda]\n"
+    "           [--kv-cache-dtype auto|f32|bf16|fp8] [--eager] [--json]";
 
 struct gen_stats {
     int64_t n_prompt = 0, n_generated = 0;
@@ -97,8 +97,8 @@ void print_stats(model_runner& r, const gen_stats& st, FILE* f) {
 int cmd_run(command_args args) {
     arg_parser a(args,
                  {"--model", "--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--min-p",
-                  "--seed", "--max-model-len", "--device"},
-                 {"--chat", "--ignore-eos", "--json", "--help"});
+                  "--seed", "--max-model-len", "--device", "--kv-cache-dtype"},
+                 {"--chat", "--ignore-eos", "--eager", "--json", "--help"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
         return 0;
@@ -110,6 +110,8 @@ int cmd_run(command_args args) {
     runner_options opt;
     opt.device = a.get_or("--device", default_device());
     opt.max_ctx = int32_t(a.get_int("--max-model-len", 4096));
+    opt.kv_dtype = kv_cache_dtype_parse(a.get_or("--kv-cache-dtype", "auto"));
+    opt.step_graphs = !a.has("--eager");
     model_runner r(dir, opt);
 
     sampling_params req;

@@ -1,5 +1,6 @@
 // nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]
 //              [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]
+//              [--kv-cache-dtype auto|f32|bf16|fp8] [--eager]
 // An OpenAI-compatible server (vLLM's flag names) with continuous batching; the CPU engine by default.
 // SIGINT / SIGTERM stop it: running requests end with an error event, then the listener closes.
 #include <csignal>
@@ -18,15 +19,16 @@ namespace {
 
 const char* k_usage =
     "nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]\n"
-    "             [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]";
+    "             [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]\n"
+    "             [--kv-cache-dtype auto|f32|bf16|fp8] [--eager]";
 
 }  // namespace
 
 int cmd_serve(command_args args) {
     arg_parser a(args,
                  {"--model", "--host", "--port", "--served-model-name", "--max-model-len", "--max-num-seqs",
-                  "--max-num-batched-tokens", "--api-key", "--device"},
-                 {"--help"});
+                  "--max-num-batched-tokens", "--api-key", "--device", "--kv-cache-dtype"},
+                 {"--eager", "--help"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
         return 0;
@@ -60,6 +62,8 @@ int cmd_serve(command_args args) {
     opt.max_ctx = int32_t(max_len);
     opt.n_slots = int32_t(n_seqs);
     opt.max_step = int32_t(n_batched);
+    opt.kv_dtype = kv_cache_dtype_parse(a.get_or("--kv-cache-dtype", "auto"));
+    opt.step_graphs = !a.has("--eager");
     model_runner runner(dir, opt);
 
     served_model m;

@@ -17,6 +17,7 @@ struct command {
 const command k_commands[] = {
     {"run", nibble::cmd_run, "generate text from a prompt, or chat, on the CPU; reports tok/s and GB/s"},
     {"serve", nibble::cmd_serve, "OpenAI-compatible HTTP server with continuous batching (vLLM's flags)"},
+    {"bench", nibble::cmd_bench, "prefill and decode tok/s per batch size against the measured roofline"},
     {"inspect", nibble::cmd_inspect, "parameters, formats and bytes per token; predicted decode speed"},
     {"quantize", nibble::cmd_quantize, "quantize a BF16/F16/F32 checkpoint to NVFP4, FP8 or MXFP4"},
     {"perplexity", nibble::cmd_perplexity, "windowed perplexity of a text file"},

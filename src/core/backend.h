@@ -61,6 +61,8 @@ class backend {
     // run as they are issued). step_record_end finishes the recording and runs the recorded step once.
     virtual bool step_record_begin(uint64_t key) { return false; }
     virtual void step_record_end(uint64_t key) {}
+    // Abandons a recording begun by step_record_begin (an op failed); the backend stays usable.
+    virtual void step_record_abort() {}
 
     // out[t] = table[ids[t]] (table [vocab, hidden]).
     virtual void embed(const tensor_view& table, const step_tokens& s, float* out) = 0;
@@ -79,6 +81,21 @@ class backend {
     // out [rows, w.n] = x [rows, w.k] · Wᵀ (+ bias), with the layer's exact scheme semantics
     // (activation quantization for W4A4 / FP8 included).
     virtual void linear(const float* x, int64_t rows, const linear_weight& w, float* out) = 0;
+    // The q, k and v projections of one input: linear() three times, or one launch where the backend can.
+    virtual void linear_qkv(const float* x, int64_t rows, const linear_weight& q, const linear_weight& k,
+                            const linear_weight& v, float* out_q, float* out_k, float* out_v) {
+        linear(x, rows, q, out_q);
+        linear(x, rows, k, out_k);
+        linear(x, rows, v, out_v);
+    }
+    // SwiGLU MLP input half: out [rows, gate.n] = silu(x · gateᵀ) · (x · upᵀ); up_scratch [rows, up.n] may
+    // be overwritten.
+    virtual void linear_swiglu(const float* x, int64_t rows, const linear_weight& gate,
+                               const linear_weight& up, float* out, float* up_scratch) {
+        linear(x, rows, gate, out);
+        linear(x, rows, up, up_scratch);
+        silu_mul(out, up_scratch, rows * gate.n, out);
+    }
     // out = silu(gate) * up, elementwise over n values (out may alias gate).
     virtual void silu_mul(const float* gate, const float* up, int64_t n, float* out) = 0;
     // dst[i] = src[rows[i]] for rows of `cols` floats.

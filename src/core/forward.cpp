@@ -39,7 +39,12 @@ void model_forward::step(const step_tokens& s, std::span<const int32_t> logit_ro
     const bool record = graphs_ && recordable_;
     if (!record || !b_.step_replay(key)) {
         const bool recording = record && b_.step_record_begin(key);
-        issue(s, logit_rows);
+        try {
+            issue(s, logit_rows);
+        } catch (...) {
+            if (recording) b_.step_record_abort();
+            throw;
+        }
         if (recording) b_.step_record_end(key);
     }
     if (R > 0) b_.to_host(logits_, size_t(R * c_.vocab_size), logits_host);
@@ -53,9 +58,7 @@ void model_forward::issue(const step_tokens& s, std::span<const int32_t> logit_r
     for (int32_t li = 0; li < L; ++li) {
         const layer_weights& l = w_.layers[size_t(li)];
         // h_ holds rms_norm(x) · attn_norm here.
-        b_.linear(h_, T, l.q, q_);
-        b_.linear(h_, T, l.k, k_);
-        b_.linear(h_, T, l.v, v_);
+        b_.linear_qkv(h_, T, l.q, l.k, l.v, q_, k_, v_);
         b_.rope_and_cache(c_, li, l, s, q_, k_, v_);
         b_.attention(c_, li, s, q_, attn_);
         b_.linear(attn_, T, l.o, mlp_);
@@ -64,9 +67,7 @@ void model_forward::issue(const step_tokens& s, std::span<const int32_t> logit_r
             b_.linear(h_, T, l.router, router_);
             b_.moe(c_, l, h_, router_, T, mlp_);
         } else {
-            b_.linear(h_, T, l.gate, gate_);
-            b_.linear(h_, T, l.up, up_);
-            b_.silu_mul(gate_, up_, T * c_.intermediate_size, gate_);
+            b_.linear_swiglu(h_, T, l.gate, l.up, gate_, up_);
             b_.linear(gate_, T, l.down, mlp_);
         }
         if (li + 1 < L)

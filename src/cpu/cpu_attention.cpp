@@ -1,4 +1,5 @@
-// RoPE (with Qwen3's per-head q/k RMSNorm), the KV cache, and causal grouped-query attention on the CPU.
+// RoPE (with Qwen3's per-head q/k RMSNorm), the KV cache (f32, or values rounded through bf16 / fp8), and
+// causal grouped-query attention on the CPU.
 #include <cmath>
 #include <vector>
 
@@ -42,6 +43,18 @@ void head_rms_norm(float* x, const tensor_view& w, int64_t hd, float eps) {
     for (int64_t j = 0; j < hd; ++j) x[j] = load_float(w.type, w.data, size_t(j)) * (x[j] * inv);
 }
 
+// The value a K or V element has once stored in a cache of dtype dt.
+float kv_round(kv_cache_dtype dt, float x) {
+    switch (dt) {
+        case kv_cache_bf16:
+            return bf16_to_float(bf16_from_float(x));
+        case kv_cache_fp8:
+            return e4m3_to_float(e4m3_from_float_sat(x));
+        default:
+            return x;
+    }
+}
+
 // rotate_half convention (transformers): pairs (i, i + hd/2).
 void rope(float* x, int64_t hd, int32_t pos, const std::vector<float>& inv_freq) {
     const int64_t half = hd / 2;
@@ -73,11 +86,18 @@ void cpu_backend::rope_and_cache(const model_config& c, int32_t layer, const lay
             rope(x, hd, s.positions[size_t(t)], inv_freq_);
         }
     }
-    for (int64_t t = 0; t < T; ++t) {
-        std::copy(k + t * kv_dim_, k + (t + 1) * kv_dim_,
-                  kv_row(false, s.slots[size_t(t)], layer, s.positions[size_t(t)]));
-        std::copy(v + t * kv_dim_, v + (t + 1) * kv_dim_,
-                  kv_row(true, s.slots[size_t(t)], layer, s.positions[size_t(t)]));
+    kv_store(layer, s, k, v);
+}
+
+void cpu_backend::kv_store(int32_t layer, const step_tokens& s, const float* k, const float* v) {
+    const kv_cache_dtype dt = kv_dtype_;
+    auto store = [dt](const float* src, int64_t n, float* dst) {
+        for (int64_t i = 0; i < n; ++i) dst[i] = kv_round(dt, src[i]);
+    };
+    for (size_t t = 0; t < s.slots.size(); ++t) {
+        const int64_t off = int64_t(t) * kv_dim_;
+        store(k + off, kv_dim_, kv_row(false, s.slots[t], layer, s.positions[t]));
+        store(v + off, kv_dim_, kv_row(true, s.slots[t], layer, s.positions[t]));
     }
 }
 

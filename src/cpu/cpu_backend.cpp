@@ -59,10 +59,7 @@ void cpu_backend::gather_rows(const float* src, int64_t cols, std::span<const in
 }
 
 void cpu_backend::kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) {
-    // TODO(kv dtypes): BF16 / FP8 storage emulated by rounding (being added).
-    if (dt != kv_cache_auto && dt != kv_cache_f32)
-        fail("the CPU backend stores the KV cache in f32 only (asked for {})", kv_cache_dtype_name(dt));
-    kv_dtype_ = kv_cache_f32;
+    kv_dtype_ = dt == kv_cache_auto ? kv_cache_f32 : dt;
     n_slots_ = n_slots;
     max_ctx_ = max_ctx;
     n_layers_ = int32_t(c.n_layers);

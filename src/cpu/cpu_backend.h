@@ -40,9 +40,18 @@ class cpu_backend : public backend {
         observer_ = std::move(f);
     }
 
+    // Writes k and v [T, n_kv·hd] into the KV cache at each token's (slot, position), each value rounded
+    // to the cache dtype as the CUDA cache stores it (rope_and_cache's last step; public so that tests can
+    // fill the cache with given rows). Fails for a slot or position outside kv_init's sizes.
+    void kv_store(int32_t layer, const step_tokens& s, const float* k, const float* v);
+
   private:
     float* kv_row(bool value, int32_t slot, int32_t layer, int32_t pos);
     std::vector<std::unique_ptr<float[]>> buffers_;
+    // KV cache, K and V each [slot][layer][pos][n_kv·hd] floats. With a bf16 or fp8 dtype every value is
+    // stored already rounded through that format (BF16 RNE; E4M3 RNE saturating at ±448, scale 1: the
+    // core/formats.h encoders), so attention reads exactly what the CUDA cache holds; memory stays 4
+    // bytes per value whatever the dtype.
     std::vector<float> k_cache_, v_cache_;
     std::vector<float> inv_freq_;
     int32_t n_slots_ = 0, max_ctx_ = 0, n_layers_ = 0;

@@ -19,8 +19,15 @@ cudaError_t cuda_convert_f32(const void* src, cuda_dense_type t, int64_t n, floa
 // by the caller.
 cudaError_t cuda_embed(const void* table, cuda_dense_type ty, int64_t hidden, const int32_t* ids, int64_t T,
                        float* out, cudaStream_t st);
+// Splits float32 into two BF16 arrays with x = hi + lo to within 2^-17 |x| (for BF16 tensor-core GEMMs
+// that must track FP32 results: two products, hi and lo, summed in FP32).
+cudaError_t cuda_split_bf16(const float* x, int64_t n, void* hi, void* lo, cudaStream_t st);
 // x[i] += y[i].
 cudaError_t cuda_add(float* x, const float* y, int64_t n, cudaStream_t st);
+// Residual add fused with RMSNorm: x[r, :] += y[r, :], then out[r, :] = x[r, :] / rms(x[r, :]) * w; out
+// must not alias x or y. cols <= 8192.
+cudaError_t cuda_add_rms_norm(float* x, const float* y, const float* w, int64_t rows, int64_t cols, float eps,
+                              float* out, cudaStream_t st);
 // out[i] = silu(gate[i]) * up[i] (out may alias gate).
 cudaError_t cuda_silu_mul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t st);
 // dst[i, :] = src[rows[i], :] for n rows of `cols` floats.
@@ -36,22 +43,62 @@ cudaError_t cuda_scatter_add_scaled(const float* y, const int32_t* tokens, const
 // out[r, :] = x[r, :] / rms(x[r, :]) * w (x and out may alias); the CPU's formula.
 cudaError_t cuda_rms_norm(const float* x, const float* w, int64_t rows, int64_t cols, float eps, float* out,
                           cudaStream_t st);
-// In place on q [T, nh·hd] and k [T, nkv·hd]: per-head RMSNorm with q_norm / k_norm [hd] when non-null,
-// then RoPE (rotate_half pairs (i, i + hd/2), angle positions[t] · inv_freq[i]). hd even, <= 1024.
-cudaError_t cuda_qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm,
-                              const int32_t* positions, const float* inv_freq, int64_t T, int64_t nh,
-                              int64_t nkv, int64_t hd, float eps, cudaStream_t st);
-// KV append: for each token t, cache[(slot·n_layers + layer)·max_ctx + pos] = k[t] / v[t] (kv_dim floats).
-cudaError_t cuda_kv_append(const float* k, const float* v, const int32_t* slots, const int32_t* positions,
-                           int64_t T, int64_t kv_dim, int64_t layer, int64_t n_layers, int64_t max_ctx,
-                           float* k_cache, float* v_cache, cudaStream_t st);
+
+// --- the KV cache (written by norm_rope.cu, read by attention.cu; element encodings in kv_cache.cuh)
+// How K and V values are stored: float32, BF16 (RNE) or FP8 E4M3 bytes (scale 1, RNE saturating at
+// ±448).
+enum cuda_kv_type : int { cuda_kv_f32 = 0, cuda_kv_bf16 = 1, cuda_kv_fp8 = 2 };
+// Layout: K and V are each [n_slots][n_layers][max_ctx][n_kv · head_dim] elements of `type`, densely
+// packed: the row of (slot, layer, pos) starts at element ((slot · n_layers + layer) · max_ctx + pos) ·
+// n_kv · head_dim, KV head h's values at h · head_dim within it (the CPU's layout, element type aside).
+// The buffers are 16-byte aligned (cudaMalloc).
+struct cuda_kv_cache {
+    void* k = nullptr;
+    void* v = nullptr;
+    cuda_kv_type type = cuda_kv_f32;
+    int64_t n_slots = 0, n_layers = 0, max_ctx = 0, n_kv = 0, head_dim = 0;
+};
+// Bytes of one stored element.
+int cuda_kv_type_bytes(cuda_kv_type t);
+
+// RoPE fused with the cache append, one launch: in place on q [T, nh·hd] and k [T, nkv·hd], per-head
+// RMSNorm with q_norm / k_norm [hd] when non-null, then RoPE (rotate_half pairs (i, i + hd/2), angle
+// positions[t] · inv_freq[i]); then k (rotated) and v [T, nkv·hd] are stored, encoded as kv.type, at
+// (slots[t], layer, positions[t]). hd = kv.head_dim even, <= 2048; slots and positions in range (the
+// caller validates them; they are read on the device only, so the launch depends on T and sizes only).
+cudaError_t cuda_rope_and_cache(float* q, float* k, const float* v, const float* q_norm, const float* k_norm,
+                                const int32_t* slots, const int32_t* positions, const float* inv_freq,
+                                int64_t T, int64_t nh, float eps, const cuda_kv_cache& kv, int64_t layer,
+                                cudaStream_t st);
 
 // --- attention.cu
-// Causal GQA: out[t, h] = softmax(q[t, h] · K[slot, layer, 0..pos]ᵀ / sqrt(hd)) · V, head h reading KV
-// head h / (nh / nkv). One block per (token, head); keys in chunks with an online softmax. hd <= 1024.
-cudaError_t cuda_attention(const float* q, const float* k_cache, const float* v_cache, const int32_t* slots,
-                           const int32_t* positions, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
-                           int64_t layer, int64_t n_layers, int64_t max_ctx, float* out, cudaStream_t st);
+// Causal GQA over the cache: out[t, h] = softmax(q[t, h] · K[slots[t], layer, 0..positions[t]]ᵀ /
+// sqrt(hd)) · V (FP32 math), head h reading KV head h / (nh / n_kv); q and out [T, nh·hd] float32.
+// Split-KV (flash-decoding): one block per (token, KV head, group of up to 8 of its q heads, split) reads
+// each K/V row once for all those heads. A token's n = positions[t] + 1 keys (read on the device) are
+// cut into max(1, min(n_splits, ceil(n / 64), max(n_fill, ceil(n / 512)))) near-equal ranges (starts at
+// multiples of 16); blocks past the last range exit. A token with one range writes out directly;
+// otherwise each range's partial (max, sum, output) goes to `scratch` and a combine kernel merges them.
+// Launch sizes depend only on T, the sizes and `split`. Contract: nh % n_kv == 0, hd = kv.head_dim even and
+// <= 256, 1 <= split.n_fill <= split.n_splits <= 64, and for n_splits > 1 scratch holds at least T · nh ·
+// n_splits · (hd + 2) floats (else cudaErrorInvalidValue).
+struct cuda_attention_split {
+    int n_splits = 1;  // key ranges per token at most (grid and scratch size)
+    int n_fill = 1;    // ranges wanted per token to fill the GPU, when the token has the keys for them
+};
+// The split for a step of T tokens: n_fill = enough blocks to fill n_sm SMs 4 times over (small T);
+// n_splits = the larger of n_fill and one range per 512 keys of max_ctx (so that one long sequence in a
+// big step is not a tail; at most 8 once T alone fills the GPU), capped by 64, by max_ctx / 64 and by
+// what scratch_floats holds. Depends on T and static sizes only.
+cuda_attention_split cuda_attention_plan(int64_t T, int64_t nh, const cuda_kv_cache& kv, int n_sm,
+                                         int64_t scratch_floats);
+// The scratch floats for cuda_attention_plan's splits at every T up to where they stop growing (steps
+// longer than that get fewer splits from the same scratch), to allocate once with the cache.
+int64_t cuda_attention_scratch_floats(int64_t nh, const cuda_kv_cache& kv, int n_sm);
+cudaError_t cuda_attention(const float* q, const cuda_kv_cache& kv, const int32_t* slots,
+                           const int32_t* positions, int64_t T, int64_t nh, int64_t layer,
+                           cuda_attention_split split, float* scratch, int64_t scratch_floats, float* out,
+                           cudaStream_t st);
 
 // --- linear.cu: weight decoding to float32 (exact dequantized values, the CPU's order) and activation
 // fake quantization (bit-exact with core/quant.cpp and cpu_quantize_activations).

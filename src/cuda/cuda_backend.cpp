@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "core/quant.h"
@@ -16,10 +17,16 @@
 #include "cuda/backend_ops.h"
 #include "cuda/cuda_check.h"
 #include "cuda/linear_nvfp4.h"
+#include "cuda/linear_stream.h"
 
 namespace nibble {
 
 namespace {
+
+// Steps of more tokens than this are not recorded (their launch overhead is small next to their work),
+// and at most k_max_graphs shapes are kept (serving sees many prefill-chunk shapes).
+constexpr int64_t k_max_graph_tokens = 128;
+constexpr size_t k_max_graphs = 64;
 
 cuda_dense_type dense_type(const tensor_view& v) {
     switch (v.type) {
@@ -48,18 +55,114 @@ cuda_backend::cuda_backend(int device) : device_(device) {
     if (cublasSetStream(cublas_, stream_) != CUBLAS_STATUS_SUCCESS) fail("cublasSetStream failed");
     // Plain FP32 GEMMs (no TF32): the results must track the CPU reference.
     cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH);
+    // BF16 GEMMs (the hi/lo split above) run on the tensor cores through a second handle.
+    if (cublasCreate(&cublas_tc_) != CUBLAS_STATUS_SUCCESS) fail("cublasCreate failed");
+    if (cublasSetStream(cublas_tc_, stream_) != CUBLAS_STATUS_SUCCESS) fail("cublasSetStream failed");
+    NIBBLE_CUDA_CHECK(cudaEventCreateWithFlags(&step_copied_, cudaEventDisableTiming));
 }
 
 cuda_backend::~cuda_backend() {
     if (stream_) cudaStreamSynchronize(stream_);
+    drop_graphs();
+    if (step_copied_) cudaEventDestroy(step_copied_);
+    cudaFreeHost(step_host_);
+    cudaFree(step_dev_);
     if (cublas_) cublasDestroy(cublas_);
+    if (cublas_tc_) cublasDestroy(cublas_tc_);
     for (void* p : owned_) cudaFree(p);
     for (auto& g : scratch_) cudaFree(g.p);
     for (auto& g : ints_) cudaFree(g.p);
     if (stream_) cudaStreamDestroy(stream_);
 }
 
+void cuda_backend::not_recording(const char* what) const {
+    if (recording_) fail("{} inside a recorded step (CUDA graph capture)", what);
+}
+
+void cuda_backend::drop_graphs() {
+    for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g);
+    graphs_.clear();
+    seen_.clear();
+}
+
+void cuda_backend::begin_step(const step_tokens& s, std::span<const int32_t> logit_rows) {
+    not_recording("begin_step");
+    const size_t T = s.ids.size(), R = logit_rows.size(), need = 3 * T + R;
+    if (s.slots.size() != T || s.positions.size() != T)
+        fail("step of {} ids with {} slots and {} positions", T, s.slots.size(), s.positions.size());
+    NIBBLE_CUDA_CHECK(cudaEventSynchronize(step_copied_));  // the pinned buffer's last copy is done
+    if (need > step_cap_) {
+        NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        drop_graphs();  // recorded steps read the old device buffer
+        cudaFreeHost(step_host_);
+        cudaFree(step_dev_);
+        step_host_ = nullptr;
+        step_dev_ = nullptr;
+        const size_t cap = std::max<size_t>(need, 1024);
+        NIBBLE_CUDA_CHECK(cudaMallocHost(&step_host_, cap * sizeof(int32_t)));
+        NIBBLE_CUDA_CHECK(cudaMalloc(&step_dev_, cap * sizeof(int32_t)));
+        step_cap_ = cap;
+    }
+    const std::span<const int32_t> parts[4] = {s.ids, s.slots, s.positions, logit_rows};
+    // Fixed offsets for a given (T, R), so a recorded step reads its arrays where the next one is staged.
+    size_t off = 0;
+    for (int i = 0; i < 4; ++i) {
+        std::copy(parts[i].begin(), parts[i].end(), step_host_ + off);
+        staged_src_[i] = parts[i].data();
+        staged_n_[i] = parts[i].size();
+        staged_dev_[i] = step_dev_ + off;
+        off += parts[i].size();
+    }
+    NIBBLE_CUDA_CHECK(
+        cudaMemcpyAsync(step_dev_, step_host_, need * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+    NIBBLE_CUDA_CHECK(cudaEventRecord(step_copied_, stream_));
+}
+
+const int32_t* cuda_backend::step_ints(int which, std::span<const int32_t> v) {
+    if (v.data() == staged_src_[which] && v.size() == staged_n_[which] && staged_dev_[which])
+        return staged_dev_[which];
+    return ints(which, v);
+}
+
+bool cuda_backend::step_replay(uint64_t key) {
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) return false;
+    NIBBLE_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+    return true;
+}
+
+bool cuda_backend::step_record_begin(uint64_t key) {
+    const int64_t T = int64_t(key >> 32);
+    if (T > k_max_graph_tokens || graphs_.size() >= k_max_graphs) return false;
+    if (++seen_[key] < 2) return false;  // the first run of a shape is its warm-up
+    NIBBLE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    recording_ = true;
+    return true;
+}
+
+void cuda_backend::step_record_end(uint64_t key) {
+    recording_ = false;
+    cudaGraph_t g = nullptr;
+    NIBBLE_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+    cudaGraphExec_t ge = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&ge, g, 0);
+    cudaGraphDestroy(g);
+    NIBBLE_CUDA_CHECK(e);
+    graphs_.emplace(key, ge);
+    NIBBLE_CUDA_CHECK(cudaGraphLaunch(ge, stream_));
+}
+
+void cuda_backend::step_record_abort() {
+    if (!recording_) return;
+    recording_ = false;
+    cudaGraph_t g = nullptr;
+    cudaStreamEndCapture(stream_, &g);
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();  // clear the capture's error; the next step runs eagerly
+}
+
 float* cuda_backend::alloc(size_t n) {
+    not_recording("alloc");
     void* p = nullptr;
     NIBBLE_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(float)));
     owned_.push_back(p);
@@ -79,6 +182,7 @@ void cuda_backend::upload(const float* host, size_t n, float* dst) {
 const void* cuda_backend::raw(const tensor_view& v) {
     auto it = raw_.find(v.data);
     if (it != raw_.end()) return it->second;
+    not_recording("weight upload");
     void* p = nullptr;
     NIBBLE_CUDA_CHECK(cudaMalloc(&p, v.n_bytes + 16));  // slack for vector loads at the end
     owned_.push_back(p);
@@ -94,6 +198,7 @@ const void* cuda_backend::raw(const tensor_view& v) {
 const float* cuda_backend::f32(const tensor_view& v) {
     auto it = f32_.find(v.data);
     if (it != f32_.end()) return it->second;
+    not_recording("weight upload");
     const cuda_dense_type t = dense_type(v);
     const int64_t n = v.numel();
     void* tmp = nullptr;
@@ -122,7 +227,9 @@ float* cuda_backend::scratch(int which, size_t n) {
     growable& g = scratch_[which];
     const size_t bytes = std::max<size_t>(n, 1) * sizeof(float) + 16;
     if (g.bytes < bytes) {
+        not_recording("scratch growth");
         NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
+        drop_graphs();                                      // recorded steps point into the old one
         NIBBLE_CUDA_CHECK(cudaFree(g.p));
         g.p = nullptr;
         NIBBLE_CUDA_CHECK(cudaMalloc(&g.p, bytes));
@@ -132,10 +239,12 @@ float* cuda_backend::scratch(int which, size_t n) {
 }
 
 const int32_t* cuda_backend::ints(int which, std::span<const int32_t> v) {
+    not_recording("host-to-device copy of step data");
     growable& g = ints_[which];
     const size_t bytes = std::max<size_t>(v.size(), 1) * sizeof(int32_t);
     if (g.bytes < bytes) {
         NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        drop_graphs();
         NIBBLE_CUDA_CHECK(cudaFree(g.p));
         g.p = nullptr;
         NIBBLE_CUDA_CHECK(cudaMalloc(&g.p, bytes));
@@ -150,19 +259,33 @@ const int32_t* cuda_backend::ints(int which, std::span<const int32_t> v) {
 }
 
 void cuda_backend::kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) {
-    if (dt != kv_cache_auto && dt != kv_cache_f32)
-        fail("the CUDA backend stores the KV cache in f32 only (asked for {})", kv_cache_dtype_name(dt));
-    kv_dtype_ = kv_cache_f32;
+    const kv_cache_dtype d = dt == kv_cache_auto ? kv_cache_bf16 : dt;
+    const int64_t hd = c.head_dim, nkv = c.n_kv_heads;
+    if (hd <= 0 || hd % 2 || hd > 256)
+        fail("the CUDA attention takes an even head_dim <= 256, the model has {}", hd);
+    if (nkv <= 0 || c.n_heads % nkv)
+        fail("{} attention heads are not a multiple of {} KV heads", c.n_heads, nkv);
     NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    drop_graphs();  // recorded steps point into the old cache
+    kv_dtype_ = d;
     n_slots_ = n_slots;
     max_ctx_ = max_ctx;
     n_layers_ = int32_t(c.n_layers);
-    kv_dim_ = c.n_kv_heads * c.head_dim;
-    const size_t n = size_t(n_slots) * size_t(n_layers_) * size_t(max_ctx) * size_t(kv_dim_);
-    k_cache_ = alloc(n);
-    v_cache_ = alloc(n);
-    NIBBLE_CUDA_CHECK(cudaMemsetAsync(k_cache_, 0, n * sizeof(float), stream_));
-    NIBBLE_CUDA_CHECK(cudaMemsetAsync(v_cache_, 0, n * sizeof(float), stream_));
+    kv_.type = d == kv_cache_f32 ? cuda_kv_f32 : d == kv_cache_bf16 ? cuda_kv_bf16 : cuda_kv_fp8;
+    kv_.n_slots = n_slots;
+    kv_.n_layers = c.n_layers;
+    kv_.max_ctx = max_ctx;
+    kv_.n_kv = nkv;
+    kv_.head_dim = hd;
+    const size_t bytes = size_t(n_slots) * size_t(n_layers_) * size_t(max_ctx) * size_t(nkv * hd) *
+                         size_t(cuda_kv_type_bytes(kv_.type));
+    kv_.k = alloc((bytes + 3) / 4);
+    kv_.v = alloc((bytes + 3) / 4);
+    NIBBLE_CUDA_CHECK(cudaMemsetAsync(kv_.k, 0, bytes, stream_));
+    NIBBLE_CUDA_CHECK(cudaMemsetAsync(kv_.v, 0, bytes, stream_));
+    NIBBLE_CUDA_CHECK(cudaDeviceGetAttribute(&n_sm_, cudaDevAttrMultiProcessorCount, device_));
+    attn_scratch_floats_ = cuda_attention_scratch_floats(c.n_heads, kv_, n_sm_);
+    attn_scratch_ = attn_scratch_floats_ > 0 ? alloc(size_t(attn_scratch_floats_)) : nullptr;
     std::vector<float> f = rope_inv_freq(c);
     inv_freq_ = alloc(f.size());
     upload(f.data(), f.size(), inv_freq_);
@@ -182,7 +305,7 @@ void cuda_backend::embed(const tensor_view& table, const step_tokens& s, float* 
     for (int32_t id : s.ids)
         if (id < 0 || id >= vocab) fail("token id {} is outside the vocabulary [0, {})", id, vocab);
     const cuda_dense_type t = dense_type(table);
-    NIBBLE_CUDA_CHECK(cuda_embed(raw(table), t, h, ints(0, s.ids), int64_t(s.ids.size()), out, stream_));
+    NIBBLE_CUDA_CHECK(cuda_embed(raw(table), t, h, step_ints(0, s.ids), int64_t(s.ids.size()), out, stream_));
 }
 
 void cuda_backend::add(float* x, const float* y, int64_t n) {
@@ -194,7 +317,12 @@ void cuda_backend::silu_mul(const float* gate, const float* up, int64_t n, float
 }
 
 void cuda_backend::gather_rows(const float* src, int64_t cols, std::span<const int32_t> rows, float* dst) {
-    NIBBLE_CUDA_CHECK(cuda_gather_rows(src, cols, ints(1, rows), int64_t(rows.size()), dst, stream_));
+    NIBBLE_CUDA_CHECK(cuda_gather_rows(src, cols, step_ints(3, rows), int64_t(rows.size()), dst, stream_));
+}
+
+void cuda_backend::add_rms_norm(float* x, const float* y, const tensor_view& w, int64_t rows, int64_t cols,
+                                float eps, float* out) {
+    NIBBLE_CUDA_CHECK(cuda_add_rms_norm(x, y, f32(w), rows, cols, eps, out, stream_));
 }
 
 void cuda_backend::rms_norm(const float* x, const tensor_view& w, int64_t rows, int64_t cols, float eps,
@@ -204,60 +332,155 @@ void cuda_backend::rms_norm(const float* x, const tensor_view& w, int64_t rows, 
 
 void cuda_backend::rope_and_cache(const model_config& c, int32_t layer, const layer_weights& l,
                                   const step_tokens& s, float* q, float* k, const float* v) {
-    if (!k_cache_) fail("rope_and_cache before kv_init");
+    if (!kv_.k) fail("rope_and_cache before kv_init");
     check_tokens(s);
     const int64_t T = int64_t(s.ids.size());
     const bool qk_norm = !l.q_norm.empty();
-    const int32_t* pos = ints(2, s.positions);
-    const int32_t* slots = ints(3, s.slots);
-    NIBBLE_CUDA_CHECK(cuda_qk_norm_rope(q, k, qk_norm ? f32(l.q_norm) : nullptr,
-                                        qk_norm ? f32(l.k_norm) : nullptr, pos, inv_freq_, T, c.n_heads,
-                                        c.n_kv_heads, c.head_dim, c.rms_norm_eps, stream_));
-    NIBBLE_CUDA_CHECK(cuda_kv_append(k, v, slots, pos, T, kv_dim_, layer, n_layers_, max_ctx_, k_cache_,
-                                     v_cache_, stream_));
+    const int32_t* pos = step_ints(2, s.positions);
+    const int32_t* slots = step_ints(1, s.slots);
+    NIBBLE_CUDA_CHECK(cuda_rope_and_cache(q, k, v, qk_norm ? f32(l.q_norm) : nullptr,
+                                          qk_norm ? f32(l.k_norm) : nullptr, slots, pos, inv_freq_, T,
+                                          c.n_heads, c.rms_norm_eps, kv_, layer, stream_));
 }
 
 void cuda_backend::attention(const model_config& c, int32_t layer, const step_tokens& s, const float* q,
                              float* out) {
-    if (!k_cache_) fail("attention before kv_init");
+    if (!kv_.k) fail("attention before kv_init");
     check_tokens(s);
     const int64_t T = int64_t(s.ids.size());
-    const int32_t* pos = ints(2, s.positions);
-    const int32_t* slots = ints(3, s.slots);
-    NIBBLE_CUDA_CHECK(cuda_attention(q, k_cache_, v_cache_, slots, pos, T, c.n_heads, c.n_kv_heads,
-                                     c.head_dim, layer, n_layers_, max_ctx_, out, stream_));
+    const int32_t* pos = step_ints(2, s.positions);
+    const int32_t* slots = step_ints(1, s.slots);
+    const cuda_attention_split sp = cuda_attention_plan(T, c.n_heads, kv_, n_sm_, attn_scratch_floats_);
+    NIBBLE_CUDA_CHECK(cuda_attention(q, kv_, slots, pos, T, c.n_heads, layer, sp, attn_scratch_,
+                                     attn_scratch_floats_, out, stream_));
+}
+
+const float* cuda_backend::quantize_input(const float* x, int64_t rows, const linear_weight& w) {
+    const int64_t k = w.k;
+    if (w.act == act_format_none) return x;
+    float* xq = scratch(0, size_t(rows * k));
+    switch (w.act) {
+        case act_format_nvfp4:
+            NIBBLE_CUDA_CHECK(cuda_nvfp4_fake_quantize(x, rows, k, w.input_global_scale, xq, stream_));
+            break;
+        case act_format_fp8_token:
+        case act_format_fp8_group:
+            NIBBLE_CUDA_CHECK(cuda_fp8_fake_quantize(
+                x, rows, k, w.act == act_format_fp8_token ? k : fp8_block, xq, stream_));
+            break;
+        case act_format_fp8_static:
+            NIBBLE_CUDA_CHECK(cuda_fp8_static_fake_quantize(x, rows * k, w.fp8_input_scale, xq, stream_));
+            break;
+        default:
+            fail("{}: activation format {} not supported on CUDA", w.name, act_format_name(w.act));
+    }
+    return xq;
+}
+
+bool cuda_backend::stream_view(const linear_weight& w, cuda_stream_weight& sw) {
+    sw = cuda_stream_weight{};
+    sw.n = w.n;
+    sw.k = w.k;
+    if (w.format == weight_format_nvfp4 && cuda_linear_stream_supports(cuda_stream_nvfp4, w.k) &&
+        !cuda_nvfp4_legacy_gemv()) {
+        sw.format = cuda_stream_nvfp4;
+        sw.data = raw(w.weight);
+        sw.block_scales = static_cast<const uint8_t*>(raw(w.block_scale));
+        sw.global_mul = nvfp4_global_multiplier(w.global_scale, w.convention);
+        return true;
+    }
+    if (w.format == weight_format_fp8 && cuda_linear_stream_supports(cuda_stream_fp8, w.k)) {
+        sw.format = cuda_stream_fp8;
+        sw.data = raw(w.weight);
+        sw.fp8_scales = f32_vector(w.fp8_scales);
+        sw.fp8_granularity = cuda_stream_scales(int(w.fp8_gran));
+        return true;
+    }
+    if (w.format == weight_format_dense && w.weight.type == dtype_bf16 &&
+        cuda_linear_stream_supports(cuda_stream_bf16, w.k)) {
+        sw.format = cuda_stream_bf16;
+        sw.data = raw(w.weight);
+        return true;
+    }
+    return false;
+}
+
+namespace {
+
+// Whether two layers over the same input can share one launch: the same weight and activation schemes
+// with the same activation scales (so that x is quantized once).
+bool same_scheme(const linear_weight& a, const linear_weight& b) {
+    return a.format == b.format && a.k == b.k && a.act == b.act &&
+           a.input_global_scale == b.input_global_scale && a.fp8_input_scale == b.fp8_input_scale &&
+           a.fp8_gran == b.fp8_gran && (a.format != weight_format_dense || a.weight.type == b.weight.type);
+}
+
+}  // namespace
+
+void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight& q, const linear_weight& k,
+                              const linear_weight& v, float* out_q, float* out_k, float* out_v) {
+    cuda_stream_part p[3];
+    if (rows > 16 || !same_scheme(q, k) || !same_scheme(q, v) || !stream_view(q, p[0].w) ||
+        !stream_view(k, p[1].w) || !stream_view(v, p[2].w))
+        return backend::linear_qkv(x, rows, q, k, v, out_q, out_k, out_v);
+    const linear_weight* ws[3] = {&q, &k, &v};
+    float* outs[3] = {out_q, out_k, out_v};
+    for (int i = 0; i < 3; ++i) {
+        p[i].bias = ws[i]->bias.empty() ? nullptr : f32(ws[i]->bias);
+        p[i].y = outs[i];
+    }
+    NIBBLE_CUDA_CHECK(cuda_linear_stream_parts(quantize_input(x, rows, q), rows, p, 3, stream_));
+}
+
+void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weight& gate,
+                                 const linear_weight& up, float* out, float* up_scratch) {
+    cuda_stream_part p[2];
+    if (rows > 16 || gate.n != up.n || !same_scheme(gate, up) || !stream_view(gate, p[0].w) ||
+        !stream_view(up, p[1].w) || !cuda_linear_stream_swiglu_fits(p[0].w.format, rows, gate.k))
+        return backend::linear_swiglu(x, rows, gate, up, out, up_scratch);
+    p[0].bias = gate.bias.empty() ? nullptr : f32(gate.bias);
+    p[1].bias = up.bias.empty() ? nullptr : f32(up.bias);
+    p[0].y = out;
+    p[1].y = up_scratch;
+    NIBBLE_CUDA_CHECK(cuda_linear_stream_swiglu(quantize_input(x, rows, gate), rows, p, stream_));
 }
 
 void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, float* out) {
     const int64_t n = w.n, k = w.k;
     if (rows <= 0 || n == 0) return;
-    const float* xa = x;
-    if (w.act != act_format_none) {
-        float* xq = scratch(0, size_t(rows * k));
-        switch (w.act) {
-            case act_format_nvfp4:
-                NIBBLE_CUDA_CHECK(cuda_nvfp4_fake_quantize(x, rows, k, w.input_global_scale, xq, stream_));
-                break;
-            case act_format_fp8_token:
-            case act_format_fp8_group:
-                NIBBLE_CUDA_CHECK(cuda_fp8_fake_quantize(
-                    x, rows, k, w.act == act_format_fp8_token ? k : fp8_block, xq, stream_));
-                break;
-            case act_format_fp8_static:
-                NIBBLE_CUDA_CHECK(cuda_fp8_static_fake_quantize(x, rows * k, w.fp8_input_scale, xq, stream_));
-                break;
-            default:
-                fail("{}: activation format {} not supported on CUDA", w.name, act_format_name(w.act));
-        }
-        xa = xq;
-    }
+    const float* xa = quantize_input(x, rows, w);
     const float* bias = w.bias.empty() ? nullptr : f32(w.bias);
-    if (w.format == weight_format_nvfp4 && rows <= 16) {
-        const auto* packed = static_cast<const uint8_t*>(raw(w.weight));
-        const auto* scales = static_cast<const uint8_t*>(raw(w.block_scale));
-        NIBBLE_CUDA_CHECK(cuda_nvfp4_linear(xa, rows, packed, scales, n, k,
-                                            nvfp4_global_multiplier(w.global_scale, w.convention), bias, out,
-                                            stream_));
+    // Decode batches: the weight-streaming GEMV, or the NVFP4 register-prefetch GEMV for other k.
+    if (rows <= 16) {
+        cuda_stream_weight sw;
+        if (stream_view(w, sw)) {
+            NIBBLE_CUDA_CHECK(cuda_linear_stream(xa, rows, sw, bias, out, stream_));
+            return;
+        }
+        if (w.format == weight_format_nvfp4) {
+            NIBBLE_CUDA_CHECK(cuda_nvfp4_linear(xa, rows, static_cast<const uint8_t*>(raw(w.weight)),
+                                                static_cast<const uint8_t*>(raw(w.block_scale)), n, k,
+                                                nvfp4_global_multiplier(w.global_scale, w.convention), bias,
+                                                out, stream_));
+            return;
+        }
+    }
+    // BF16 weights, larger batches: two BF16 tensor-core GEMMs over x = hi + lo (FP32 accumulation), which
+    // tracks the FP32 result to ~2^-17 relative per activation, without a float32 copy of the weight.
+    const float one = 1.0f, zero = 0.0f;
+    if (w.format == weight_format_dense && w.weight.type == dtype_bf16) {
+        uint16_t* hl = reinterpret_cast<uint16_t*>(scratch(6, size_t(rows * k)));  // 2 × rows·k bf16
+        NIBBLE_CUDA_CHECK(cuda_split_bf16(xa, rows * k, hl, hl + rows * k, stream_));
+        const void* wb = raw(w.weight);
+        for (int part = 0; part < 2; ++part) {
+            const float* beta = part == 0 ? &zero : &one;
+            if (cublasGemmEx(cublas_tc_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(rows), int(k), &one, wb,
+                             CUDA_R_16BF, int(k), hl + part * rows * k, CUDA_R_16BF, int(k), beta, out,
+                             CUDA_R_32F, int(n), CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+                fail("{}: cublasGemmEx (BF16) failed ({} x {} x {})", w.name, rows, n, k);
+        }
+        if (bias) NIBBLE_CUDA_CHECK(cuda_add_bias(out, bias, rows, n, stream_));
         return;
     }
     const float* wf = nullptr;
@@ -291,7 +514,6 @@ void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, 
         }
     }
     // Row-major out[rows, n] = x[rows, k] · W[n, k]ᵀ is, column-major, out (n × rows) = Wᵀ-view · x.
-    const float one = 1.0f, zero = 0.0f;
     if (cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(rows), int(k), &one, wf, int(k), xa,
                     int(k), &zero, out, int(n)) != CUBLAS_STATUS_SUCCESS)
         fail("{}: cublasSgemm failed ({} x {} x {})", w.name, rows, n, k);

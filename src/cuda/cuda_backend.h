@@ -1,19 +1,28 @@
 // The CUDA backend: the Backend interface (core/backend.h) on one GPU, tested op by op and end to end
-// against the CPU backend (tests/cuda/test_cuda_backend.cpp). First working slice: correct on every
-// scheme, not yet tuned.
+// against the CPU backend (tests/cuda/test_cuda_backend.cpp).
 //
-// Memory: activations are float32 device buffers from alloc(); the KV cache is float32 with the CPU's
-// layout ([slot][layer][pos][n_kv·hd] for K and for V). Weights are uploaded once, lazily on first use,
-// keyed by the host view's data pointer: packed formats (NVFP4, MXFP4, FP8) stay packed; dense
-// BF16/F16/F32 weights (and norms, biases, FP8 scales) are converted once to float32 on the device.
+// Memory: activations are float32 device buffers from alloc(); the KV cache is BF16 (auto), FP8 E4M3 or
+// float32 with the CPU's layout ([slot][layer][pos][n_kv·hd] for K and for V; cuda_kv_cache in
+// backend_ops.h). Weights are uploaded once, lazily on first use, keyed by the host view's data pointer:
+// packed formats (NVFP4, MXFP4, FP8) and BF16 weights stay as stored; F16/F32 weights, norms, biases and
+// FP8 scales are converted once to float32 on the device.
 //
-// Linear (interim paths, stated): NVFP4 with rows <= 16 runs cuda_nvfp4_linear (W4A4: activations
-// fake-quantized first, exactly as core/quant.cpp); every other case decodes the weight to a float32
-// scratch (exact dequantized values, the CPU's order) and multiplies with cublasSgemm (FP32, no TF32).
-// FP8 activations are fake-quantized on the device exactly as cpu_quantize_activations.
+// Linear: activations are fake-quantized first for W4A4 / FP8 schemes, exactly as core/quant.cpp and
+// cpu_quantize_activations. Rows <= 16 (decode): NVFP4, FP8 and BF16 weights stream through
+// cuda_linear_stream (cuda_nvfp4_linear for NVFP4 k that it does not take). BF16 weights with more rows:
+// two BF16 tensor-core GEMMs over x split into hi + lo BF16 parts. Every other case (prefill of NVFP4,
+// FP8, MXFP4; F16/F32 weights) decodes the weight to a float32 scratch (exact dequantized values) and
+// multiplies with cublasSgemm (FP32, no TF32): correct, not yet fast.
 //
 // MoE: routing is computed on the host from the copied router logits (the CPU's exact code), then each
 // expert runs over its tokens with linear(); this synchronizes the stream, so it is not graph-capturable.
+//
+// Step staging and CUDA graphs: begin_step copies the step's ids, slots, positions and logit rows into
+// one device buffer (through pinned host memory, one copy); the ops read them there. A step shape (key)
+// seen for the second time, with at most k_max_graph_tokens tokens, is captured into a CUDA graph (the
+// first run is the warm-up: weight uploads and scratch growth happen there) and replayed from then on.
+// Anything that reallocates a buffer a graph points to (scratch or staging growth, kv_init) drops every
+// graph. Inside a recording no op may synchronize, allocate or copy from the host: they fail instead.
 //
 // Every op is issued on the backend's own stream; to_host synchronizes it.
 #pragma once
@@ -26,6 +35,8 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "cuda/backend_ops.h"
+#include "cuda/linear_stream.h"
 
 namespace nibble {
 
@@ -47,7 +58,20 @@ class cuda_backend : public backend {
     void rms_norm(const float* x, const tensor_view& w, int64_t rows, int64_t cols, float eps,
                   float* out) override;
     void add(float* x, const float* y, int64_t n) override;
+    void add_rms_norm(float* x, const float* y, const tensor_view& w, int64_t rows, int64_t cols, float eps,
+                      float* out) override;
+    void begin_step(const step_tokens& s, std::span<const int32_t> logit_rows) override;
+    bool step_replay(uint64_t key) override;
+    bool step_record_begin(uint64_t key) override;
+    void step_record_end(uint64_t key) override;
+    void step_record_abort() override;
+    // Graphs recorded so far (for tests and bench).
+    size_t n_step_graphs() const { return graphs_.size(); }
     void linear(const float* x, int64_t rows, const linear_weight& w, float* out) override;
+    void linear_qkv(const float* x, int64_t rows, const linear_weight& q, const linear_weight& k,
+                    const linear_weight& v, float* out_q, float* out_k, float* out_v) override;
+    void linear_swiglu(const float* x, int64_t rows, const linear_weight& gate, const linear_weight& up,
+                       float* out, float* up_scratch) override;
     void silu_mul(const float* gate, const float* up, int64_t n, float* out) override;
     void gather_rows(const float* src, int64_t cols, std::span<const int32_t> rows, float* dst) override;
     void rope_and_cache(const model_config& c, int32_t layer, const layer_weights& l, const step_tokens& s,
@@ -74,11 +98,20 @@ class cuda_backend : public backend {
     float* scratch(int which, size_t n);
     // Device int32 copy of a host span in one of a few staging slots.
     const int32_t* ints(int which, std::span<const int32_t> v);
+    // The staged device copy of a span begin_step saw (0 ids, 1 slots, 2 positions, 3 logit rows), else
+    // a fresh upload through ints(which).
+    const int32_t* step_ints(int which, std::span<const int32_t> v);
     void check_tokens(const step_tokens& s) const;
+    // The activations a layer multiplies: x, or x fake-quantized per its scheme into scratch 0.
+    const float* quantize_input(const float* x, int64_t rows, const linear_weight& w);
+    // Fills the weight-streaming view of w (uploading it) when cuda_linear_stream takes it.
+    bool stream_view(const linear_weight& w, cuda_stream_weight& out);
+    void not_recording(const char* what) const;
+    void drop_graphs();
 
     int device_ = 0;
     cudaStream_t stream_ = nullptr;
-    cublasHandle_t cublas_ = nullptr;
+    cublasHandle_t cublas_ = nullptr, cublas_tc_ = nullptr;
     std::vector<void*> owned_;
     std::unordered_map<const void*, const void*> raw_;
     std::unordered_map<const void*, const float*> f32_;
@@ -87,11 +120,28 @@ class cuda_backend : public backend {
         void* p = nullptr;
         size_t bytes = 0;
     };
-    growable scratch_[6], ints_[4];
-    float *k_cache_ = nullptr, *v_cache_ = nullptr, *inv_freq_ = nullptr;
+    growable scratch_[7], ints_[4];
+    // Step staging: [ids T][slots T][positions T][logit rows R] as int32, host side pinned.
+    int32_t* step_host_ = nullptr;
+    int32_t* step_dev_ = nullptr;
+    size_t step_cap_ = 0;  // int32 elements of both
+    cudaEvent_t step_copied_ = nullptr;
+    const int32_t* staged_src_[4] = {};
+    size_t staged_n_[4] = {};
+    const int32_t* staged_dev_[4] = {};
+    // Step graphs by key; how often each key was seen; whether a capture is in progress.
+    std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
+    std::unordered_map<uint64_t, int> seen_;
+    bool recording_ = false;
+    // KV cache (layout in backend_ops.h, cuda_kv_cache), RoPE frequencies [hd/2], and the split-KV
+    // attention's scratch (partial max, sum and output per split), all allocated by kv_init.
+    cuda_kv_cache kv_;
+    float* inv_freq_ = nullptr;
+    float* attn_scratch_ = nullptr;
+    int64_t attn_scratch_floats_ = 0;
+    int n_sm_ = 0;  // SMs of the device, for cuda_attention_plan
     int32_t n_slots_ = 0, max_ctx_ = 0, n_layers_ = 0;
-    kv_cache_dtype kv_dtype_ = kv_cache_f32;
-    int64_t kv_dim_ = 0;
+    kv_cache_dtype kv_dtype_ = kv_cache_bf16;
 };
 
 }  // namespace nibble

@@ -28,6 +28,17 @@ __global__ void convert_f32_kernel(const void* src, cuda_dense_type t, int64_t n
         dst[i] = load_dense(src, t, i);
 }
 
+// x = hi + lo + e with hi = bf16(x), lo = bf16(x - hi): |e| <= 2^-17 |x| (both RNE).
+__global__ void split_bf16_kernel(const float* x, int64_t n, __nv_bfloat16* hi, __nv_bfloat16* lo) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x) {
+        const float v = x[i];
+        const __nv_bfloat16 h = __float2bfloat16_rn(v);
+        hi[i] = h;
+        lo[i] = __float2bfloat16_rn(v - __bfloat162float(h));
+    }
+}
+
 __global__ void embed_kernel(const void* table, cuda_dense_type t, int64_t hidden, const int32_t* ids,
                              float* out) {
     const int64_t row = int64_t(ids[blockIdx.x]) * hidden;
@@ -39,6 +50,41 @@ __global__ void add_kernel(float* x, const float* y, int64_t n) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
          i += int64_t(gridDim.x) * blockDim.x)
         x[i] += y[i];
+}
+
+// One block per row: x += y, then out = w · x / rms(x) (the CPU's formula, the row sum in another order).
+// The new x row is kept in registers between the two passes (cols <= k_add_norm_threads · 16).
+constexpr int k_add_norm_threads = 512;
+constexpr int k_add_norm_per_thread = 16;
+
+__global__ void __launch_bounds__(k_add_norm_threads)
+    add_rms_norm_kernel(float* x, const float* y, const float* w, int64_t cols, float eps, float* out) {
+    __shared__ float part[32];
+    float* xr = x + blockIdx.x * cols;
+    const float* yr = y + blockIdx.x * cols;
+    float v[k_add_norm_per_thread];
+    float ss = 0;
+#pragma unroll
+    for (int i = 0; i < k_add_norm_per_thread; ++i) {
+        const int64_t j = threadIdx.x + int64_t(i) * k_add_norm_threads;
+        v[i] = 0.0f;
+        if (j < cols) {
+            v[i] = xr[j] + yr[j];
+            xr[j] = v[i];
+            ss += v[i] * v[i];
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    ss = 0;
+    for (int i = 0; i < k_add_norm_threads / 32; ++i) ss += part[i];
+    const float inv = 1.0f / sqrtf(ss / float(cols) + eps);
+#pragma unroll
+    for (int i = 0; i < k_add_norm_per_thread; ++i) {
+        const int64_t j = threadIdx.x + int64_t(i) * k_add_norm_threads;
+        if (j < cols) out[blockIdx.x * cols + j] = w[j] * (v[i] * inv);
+    }
 }
 
 __global__ void silu_mul_kernel(const float* gate, const float* up, int64_t n, float* out) {
@@ -81,6 +127,24 @@ cudaError_t cuda_embed(const void* table, cuda_dense_type ty, int64_t hidden, co
     if (T < 0 || hidden <= 0 || T > INT32_MAX) return cudaErrorInvalidValue;
     if (T == 0) return cudaSuccess;
     embed_kernel<<<unsigned(T), k_threads, 0, st>>>(table, ty, hidden, ids, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_add_rms_norm(float* x, const float* y, const float* w, int64_t rows, int64_t cols, float eps,
+                              float* out, cudaStream_t st) {
+    if (rows < 0 || cols <= 0 || rows > INT32_MAX ||
+        cols > int64_t(k_add_norm_threads) * k_add_norm_per_thread)
+        return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    add_rms_norm_kernel<<<unsigned(rows), k_add_norm_threads, 0, st>>>(x, y, w, cols, eps, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_split_bf16(const float* x, int64_t n, void* hi, void* lo, cudaStream_t st) {
+    if (n < 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    split_bf16_kernel<<<blocks_for(n), k_threads, 0, st>>>(x, n, static_cast<__nv_bfloat16*>(hi),
+                                                           static_cast<__nv_bfloat16*>(lo));
     return cudaGetLastError();
 }
 

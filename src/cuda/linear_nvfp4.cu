@@ -28,11 +28,15 @@
 #include <atomic>
 #include <cstdlib>
 
+#include "cuda/kernel_util.cuh"
 #include "cuda/linear_nvfp4.h"
+#include "cuda/linear_stream.h"
 
 namespace nibble {
 
 namespace {
+
+using namespace kernel;
 
 constexpr int k_threads = 256;
 constexpr int k_warps = k_threads / 32;
@@ -72,33 +76,6 @@ __device__ __forceinline__ uint32_t load_scales(const uint8_t* scales, int64_t u
     else
         asm("ld.global.nc.L1::no_allocate.u8 %0, [%1];" : "=r"(v) : "l"(scales + unit));
     return v;
-}
-
-// Two E2M1 codes at bits 15:12 and 31:28 of q -> (e2m1_lo, e2m1_hi) × 2^-14, exact. The sign moves to
-// bit 15 and (e1 e0 m) to bits 11:9 of each half: E2M1's exponent bias 1 becomes fp16's 15, and the E2M1
-// subnormal (0.5) lands on the fp16 subnormal 2^-15, so one shift serves every code.
-__device__ __forceinline__ float2 e2m1x2_scaled(uint32_t q) {
-    uint32_t h = (q & 0x80008000u) | ((q & 0x70007000u) >> 3);
-    return __half22float2(*reinterpret_cast<const __half2*>(&h));
-}
-
-// E4M3 byte (low 8 bits of b) -> float. Its exponent and mantissa placed under FP32's give e4m3 × 2^-120
-// for normals and subnormals alike (an FP32 subnormal for the latter); × 2^120 is exact. Needs FTZ off.
-__device__ __forceinline__ float e4m3_value(uint32_t b) {
-    return __uint_as_float(((b & 0x7Fu) << 20) | ((b & 0x80u) << 24)) * 0x1p120f;
-}
-
-// Programmatic dependent launch (sm_90+): let the next kernel on the stream start its prologue as our blocks
-// retire, and wait for the previous one only where we read what it wrote. No-ops on older GPUs.
-__device__ __forceinline__ void grid_dependency_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void grid_dependency_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
 }
 
 template <int VEC>
@@ -260,15 +237,6 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     }
 }
 
-// NIBBLE_NO_PDL=1 turns programmatic dependent launch off (for A/B measurements).
-bool pdl_disabled() {
-    static const bool off = [] {
-        const char* v = std::getenv("NIBBLE_NO_PDL");
-        return v && v[0] == '1';
-    }();
-    return off;
-}
-
 template <int M, int VEC>
 cudaError_t launch(const float* x, int m, const uint8_t* packed, const uint8_t* scales, int n, int k,
                    float out_mul, const float* bias, float* y, cudaStream_t stream) {
@@ -329,6 +297,14 @@ cudaError_t dispatch_m(const float* x, int m, const uint8_t* packed, const uint8
 
 }  // namespace
 
+bool cuda_nvfp4_legacy_gemv() {
+    static const bool on = [] {
+        const char* v = std::getenv("NIBBLE_GEMV_LEGACY");
+        return v && v[0] == '1';
+    }();
+    return on;
+}
+
 cudaError_t cuda_nvfp4_linear(const float* x, int64_t m, const uint8_t* packed, const uint8_t* scales,
                               int64_t n, int64_t k, float global_mul, const float* bias_or_null, float* y,
                               cudaStream_t stream) {
@@ -337,6 +313,17 @@ cudaError_t cuda_nvfp4_linear(const float* x, int64_t m, const uint8_t* packed, 
     if (reinterpret_cast<uintptr_t>(x) % 16 || reinterpret_cast<uintptr_t>(packed) % 8)
         return cudaErrorInvalidValue;
     if (n == 0) return cudaSuccess;
+    if (cuda_linear_stream_supports(cuda_stream_nvfp4, k) && reinterpret_cast<uintptr_t>(packed) % 16 == 0 &&
+        reinterpret_cast<uintptr_t>(scales) % 4 == 0 && !cuda_nvfp4_legacy_gemv()) {
+        cuda_stream_weight w;
+        w.format = cuda_stream_nvfp4;
+        w.data = packed;
+        w.block_scales = scales;
+        w.global_mul = global_mul;
+        w.n = n;
+        w.k = k;
+        return cuda_linear_stream(x, m, w, bias_or_null, y, stream);
+    }
     const float out_mul = global_mul * k_e2m1_unscale;
     const bool wide = k % 32 == 0 && reinterpret_cast<uintptr_t>(packed) % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(scales) % 2 == 0;

@@ -1,7 +1,8 @@
-// RMSNorm, Qwen3's per-head q/k RMSNorm + RoPE, and the KV-cache append, for cuda_backend.
+// RMSNorm, and Qwen3's per-head q/k RMSNorm + RoPE fused with the KV-cache append, for cuda_backend.
 #include <cmath>
 
 #include "cuda/backend_ops.h"
+#include "cuda/kv_cache.cuh"
 
 namespace nibble {
 
@@ -36,16 +37,30 @@ __global__ void rms_norm_kernel(const float* x, const float* w, int64_t cols, fl
         out[blockIdx.x * cols + j] = w[j] * (xr[j] * inv);
 }
 
-// One block per (token, head) over the nh q heads then the nkv k heads; blockDim = round_up(hd/2, 32).
-__global__ void qk_norm_rope_kernel(float* q, float* k, const float* q_norm, const float* k_norm,
-                                    const int32_t* positions, const float* inv_freq, int64_t nh, int64_t nkv,
-                                    int64_t hd, float eps) {
-    const int64_t t = blockIdx.x, h = blockIdx.y;
-    const bool is_q = h < nh;
-    float* x = is_q ? q + (t * nh + h) * hd : k + (t * nkv + (h - nh)) * hd;
-    const float* nw = is_q ? q_norm : k_norm;
-    const int64_t half = hd / 2;
+// One block per (token, head) over the nh q heads, the nkv k heads, then the nkv v heads; blockDim =
+// round_up(hd/2, 32), thread i holding the RoPE pair (i, i + hd/2). q and k are normed, rotated and
+// written back in place; k and v are stored into the cache as KV encodes them.
+template <class KV>
+__global__ void rope_and_cache_kernel(float* q, float* k, const float* v, const float* q_norm,
+                                      const float* k_norm, const int32_t* slots, const int32_t* positions,
+                                      const float* inv_freq, int64_t nh, int64_t nkv, int64_t hd, float eps,
+                                      typename KV::storage* kc, typename KV::storage* vc, int64_t layer,
+                                      int64_t n_layers, int64_t max_ctx) {
+    const int64_t t = blockIdx.x, h = blockIdx.y, half = hd / 2;
     const int i = threadIdx.x;
+    const int64_t kv_dim = nkv * hd;
+    const int64_t row = ((int64_t(slots[t]) * n_layers + layer) * max_ctx + positions[t]) * kv_dim;
+    if (h >= nh + nkv) {  // a v head: stored as is
+        const int64_t off = (h - nh - nkv) * hd;
+        if (i < half) {
+            vc[row + off + i] = KV::encode(v[t * kv_dim + off + i]);
+            vc[row + off + i + half] = KV::encode(v[t * kv_dim + off + i + half]);
+        }
+        return;
+    }
+    const bool is_q = h < nh;
+    float* x = is_q ? q + (t * nh + h) * hd : k + t * kv_dim + (h - nh) * hd;
+    const float* nw = is_q ? q_norm : k_norm;
     float x0 = i < half ? x[i] : 0.0f, x1 = i < half ? x[i + half] : 0.0f;
     if (nw) {
         const float ss = block_sum(x0 * x0 + x1 * x1);
@@ -58,20 +73,29 @@ __global__ void qk_norm_rope_kernel(float* q, float* k, const float* q_norm, con
     if (i < half) {
         const float a = float(positions[t]) * inv_freq[i];
         const float c = cosf(a), s = sinf(a);
-        x[i] = x0 * c - x1 * s;
-        x[i + half] = x1 * c + x0 * s;
+        const float y0 = x0 * c - x1 * s, y1 = x1 * c + x0 * s;
+        x[i] = y0;
+        x[i + half] = y1;
+        if (!is_q) {
+            const int64_t off = row + (h - nh) * hd;
+            kc[off + i] = KV::encode(y0);
+            kc[off + i + half] = KV::encode(y1);
+        }
     }
 }
 
-__global__ void kv_append_kernel(const float* k, const float* v, const int32_t* slots,
-                                 const int32_t* positions, int64_t kv_dim, int64_t layer, int64_t n_layers,
-                                 int64_t max_ctx, float* kc, float* vc) {
-    const int64_t t = blockIdx.x;
-    const int64_t off = ((int64_t(slots[t]) * n_layers + layer) * max_ctx + positions[t]) * kv_dim;
-    for (int64_t j = threadIdx.x; j < kv_dim; j += blockDim.x) {
-        kc[off + j] = k[t * kv_dim + j];
-        vc[off + j] = v[t * kv_dim + j];
-    }
+template <class KV>
+cudaError_t launch_rope_and_cache(float* q, float* k, const float* v, const float* q_norm,
+                                  const float* k_norm, const int32_t* slots, const int32_t* positions,
+                                  const float* inv_freq, int64_t T, int64_t nh, float eps,
+                                  const cuda_kv_cache& kv, int64_t layer, cudaStream_t st) {
+    const int64_t hd = kv.head_dim, nkv = kv.n_kv;
+    const unsigned threads = unsigned((hd / 2 + 31) / 32 * 32);
+    rope_and_cache_kernel<KV><<<dim3(unsigned(T), unsigned(nh + 2 * nkv)), threads, 0, st>>>(
+        q, k, v, q_norm, k_norm, slots, positions, inv_freq, nh, nkv, hd, eps,
+        static_cast<typename KV::storage*>(kv.k), static_cast<typename KV::storage*>(kv.v), layer,
+        kv.n_layers, kv.max_ctx);
+    return cudaGetLastError();
 }
 
 }  // namespace
@@ -84,26 +108,31 @@ cudaError_t cuda_rms_norm(const float* x, const float* w, int64_t rows, int64_t 
     return cudaGetLastError();
 }
 
-cudaError_t cuda_qk_norm_rope(float* q, float* k, const float* q_norm, const float* k_norm,
-                              const int32_t* positions, const float* inv_freq, int64_t T, int64_t nh,
-                              int64_t nkv, int64_t hd, float eps, cudaStream_t st) {
-    if (T < 0 || nh <= 0 || nkv <= 0 || hd <= 0 || hd % 2 || hd > 2048 || T > INT32_MAX || nh + nkv > 65535)
-        return cudaErrorInvalidValue;
-    if (T == 0) return cudaSuccess;
-    const unsigned threads = unsigned((hd / 2 + 31) / 32 * 32);
-    qk_norm_rope_kernel<<<dim3(unsigned(T), unsigned(nh + nkv)), threads, 0, st>>>(
-        q, k, q_norm, k_norm, positions, inv_freq, nh, nkv, hd, eps);
-    return cudaGetLastError();
+int cuda_kv_type_bytes(cuda_kv_type t) {
+    return t == cuda_kv_f32 ? 4 : t == cuda_kv_bf16 ? 2 : 1;
 }
 
-cudaError_t cuda_kv_append(const float* k, const float* v, const int32_t* slots, const int32_t* positions,
-                           int64_t T, int64_t kv_dim, int64_t layer, int64_t n_layers, int64_t max_ctx,
-                           float* k_cache, float* v_cache, cudaStream_t st) {
-    if (T < 0 || kv_dim <= 0 || T > INT32_MAX) return cudaErrorInvalidValue;
+cudaError_t cuda_rope_and_cache(float* q, float* k, const float* v, const float* q_norm, const float* k_norm,
+                                const int32_t* slots, const int32_t* positions, const float* inv_freq,
+                                int64_t T, int64_t nh, float eps, const cuda_kv_cache& kv, int64_t layer,
+                                cudaStream_t st) {
+    const int64_t hd = kv.head_dim, nkv = kv.n_kv;
+    if (T < 0 || nh <= 0 || nkv <= 0 || hd <= 0 || hd % 2 || hd > 2048 || T > INT32_MAX ||
+        nh + 2 * nkv > 65535 || layer < 0 || layer >= kv.n_layers || !kv.k || !kv.v)
+        return cudaErrorInvalidValue;
     if (T == 0) return cudaSuccess;
-    kv_append_kernel<<<unsigned(T), 256, 0, st>>>(k, v, slots, positions, kv_dim, layer, n_layers, max_ctx,
-                                                  k_cache, v_cache);
-    return cudaGetLastError();
+    switch (kv.type) {
+        case cuda_kv_f32:
+            return launch_rope_and_cache<kv_f32>(q, k, v, q_norm, k_norm, slots, positions, inv_freq, T, nh,
+                                                 eps, kv, layer, st);
+        case cuda_kv_bf16:
+            return launch_rope_and_cache<kv_bf16>(q, k, v, q_norm, k_norm, slots, positions, inv_freq, T, nh,
+                                                  eps, kv, layer, st);
+        case cuda_kv_fp8:
+            return launch_rope_and_cache<kv_fp8>(q, k, v, q_norm, k_norm, slots, positions, inv_freq, T, nh,
+                                                 eps, kv, layer, st);
+    }
+    return cudaErrorInvalidValue;
 }
 
 }  // namespace nibble

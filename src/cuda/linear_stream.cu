@@ -1,0 +1,538 @@
+// Weight-streaming decode linear (see linear_stream.h for the contract).
+//
+// Design (decode is bandwidth-bound: every weight byte is read once, so the kernel must keep HBM busy):
+// - A persistent grid of 2 blocks per SM (1 for m > 4), 8 warps each. The rows of W are cut into tiles of
+//   16 rows (2 per warp, so each x value read from shared memory serves two rows); block b takes tiles
+//   b, b + grid, ...
+// - A work item of a warp is 64 16-byte "units" of both its rows: lane l reads units l and l + 32, so
+//   each copy instruction reads 512 contiguous bytes (an earlier layout with lane l reading units 2l, 2l + 1
+//   sent every sector to L2 twice and streamed at 27-46 % of the H200's copy bandwidth). The item's
+//   scales (NVFP4: 128 bytes per row; FP8 block: 8 floats) are copied by a few lanes and read by all,
+//   after a __syncwarp.
+// - The loads are cp.async copies into a per-warp ring of k_depth items in shared memory, so k_depth - 1
+//   items (96 KB per SM at m <= 4) are in flight while one is computed, without holding registers. Each
+//   lane reads back the weights it copied itself (cp.async.wait_group), and the scales after a warp barrier.
+//   Measured (H200, 2026-12-01, m = 1, % of the copy bandwidth, 4096x4096 .. 151936x4096): BF16 72-86 %,
+//   FP8 46-73 %; NVFP4 34-51 %, no better than the register-prefetch kernel (37-56 %): with 32 weights per
+//   16 bytes, NVFP4 on CUDA cores is bound by instruction issue (~3 per weight: decode, convert, FMA), not
+//   by memory. The tensor-core kernel (linear_mma.cu) takes NVFP4 there.
+// - The activations x[m, kc] of the current k-chunk are staged once per block in shared memory (FP32,
+//   each unit padded so that the lanes' reads are bank-conflict free). kc = k unless m·k does not fit;
+//   then y holds raw partial sums between chunks, read and written by the same thread, so the result stays
+//   deterministic.
+// - Dequantization stays in registers: NVFP4 codes become e2m1 × 2^-14 (exact half2 trick), each 16-block
+//   is summed unscaled and then scaled once by its E4M3 value; FP8 via cvt.rn.f16x2.e4m3x2 (exact); BF16 by
+//   shifts. Per-tensor multipliers (NVFP4 global × 2^14, FP8 tensor/channel scales) are applied once per
+//   output, FP8 block scales once per unit.
+// - The warp's per-lane sums are combined with a butterfly of shuffles; lane r·M + i writes y.
+#include <algorithm>
+#include <atomic>
+
+#include "cuda/kernel_util.cuh"
+#include "cuda/linear_stream.h"
+
+namespace nibble {
+
+namespace {
+
+using namespace kernel;
+
+constexpr int k_threads = 256;
+constexpr int k_warps = k_threads / 32;
+constexpr int k_rows = 2;                   // rows per warp
+constexpr int k_units = 2;                  // 16-byte units per lane, row and item
+constexpr int k_depth = 3;                  // items per lane in the shared-memory ring
+constexpr int k_span = 32 * k_units;        // units of a row per warp item
+constexpr float k_e2m1_unscale = 16384.0f;  // 2^14, undoes the half2 decode's offset
+
+template <int FMT>
+struct fmt_traits;
+template <>
+struct fmt_traits<cuda_stream_nvfp4> {
+    static constexpr int EL = 32, VPW = 8, GW = 2;  // k per unit, values per word, words per scale group
+};
+template <>
+struct fmt_traits<cuda_stream_fp8> {
+    static constexpr int EL = 16, VPW = 4, GW = 4;
+};
+template <>
+struct fmt_traits<cuda_stream_bf16> {
+    static constexpr int EL = 8, VPW = 2, GW = 4;
+};
+
+template <int FMT>
+__device__ __forceinline__ void decode_word(uint32_t w, float (&v)[fmt_traits<FMT>::VPW]) {
+    if constexpr (FMT == cuda_stream_nvfp4) {
+        e2m1x8_scaled(w, v);
+    } else if constexpr (FMT == cuda_stream_fp8) {
+        e4m3x4_value(w, v);
+    } else {
+        v[0] = __uint_as_float(w << 16);
+        v[1] = __uint_as_float(w & 0xFFFF0000u);
+    }
+}
+
+template <int N>
+__device__ __forceinline__ void load_x(const float* p, float (&v)[N]) {
+    if constexpr (N == 2) {
+        const float2 a = *reinterpret_cast<const float2*>(p);
+        v[0] = a.x, v[1] = a.y;
+    } else {
+#pragma unroll
+        for (int i = 0; i < N; i += 4) {
+            const float4 a = *reinterpret_cast<const float4*>(p + i);
+            v[i] = a.x, v[i + 1] = a.y, v[i + 2] = a.z, v[i + 3] = a.w;
+        }
+    }
+}
+
+// One weight of a launch, as the kernel reads it.
+struct stream_part {
+    const uint8_t* w;
+    const uint8_t* block_scales;
+    const float* fp8_scales;
+    float out_mul;
+    int n;
+    const float* bias;
+    float* y;
+};
+
+struct stream_args {
+    const float* x;
+    int m;
+    stream_part p[cuda_stream_max_parts];
+    int n_parts;
+    int tile_start[cuda_stream_max_parts + 1];  // part i owns tiles [tile_start[i], tile_start[i + 1])
+    bool swiglu;                                // rows r = 0 / 1 of a warp: gate / up row of one output
+    int gran;
+    int k, kc;
+};
+
+// Shared memory of one block: the weight ring, the scale ring, then x.
+constexpr size_t ring_bytes() {
+    return size_t(k_warps) * k_depth * k_rows * (k_units * 32 * 16 + 32 * 4);
+}
+// Floats per unit of x in shared memory: EL plus padding, so that the 16-byte (8-byte for BF16) reads of
+// 32 lanes at consecutive units hit distinct banks in each phase.
+template <int FMT>
+constexpr int unit_floats() {
+    return FMT == cuda_stream_bf16 ? 10 : fmt_traits<FMT>::EL + 4;
+}
+
+// Part and row of W read by row slot r of `warp` in global tile `tile`.
+__device__ __forceinline__ void tile_row(const stream_args& a, int tile, int warp, int r, int& part,
+                                         int& row) {
+    if (a.swiglu) {
+        part = r;
+        row = tile * k_warps + warp;
+        return;
+    }
+    part = 0;
+    while (part + 1 < a.n_parts && tile >= a.tile_start[part + 1]) ++part;
+    row = ((tile - a.tile_start[part]) * k_warps + warp) * k_rows + r;
+}
+
+// The multiplier of output `row` of part `pi`: the part's own (NVFP4 global × 2^14), times the FP8 tensor
+// or channel scale.
+__device__ __forceinline__ float out_mul(const stream_args& a, int pi, int row, bool block_scaled) {
+    const stream_part& P = a.p[pi];
+    float mul = P.out_mul;
+    if (P.fp8_scales && !block_scaled) mul *= P.fp8_scales[a.gran == cuda_stream_scale_channel ? row : 0];
+    return mul;
+}
+
+template <int FMT, int M>
+__global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
+    stream_kernel(const __grid_constant__ stream_args a) {
+    using F = fmt_traits<FMT>;
+    constexpr int EL = F::EL, VPW = F::VPW, GW = F::GW, US = unit_floats<FMT>();
+    constexpr int WSLOT = k_rows * k_units * 32;  // uint4 per warp and stage
+    constexpr int SSLOT = k_rows * 32;            // uint32 per warp and stage
+    constexpr bool has_unit_scales = FMT == cuda_stream_nvfp4 || FMT == cuda_stream_fp8;
+    extern __shared__ uint4 smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    uint4* wring = smem + warp * k_depth * WSLOT;
+    uint32_t* sring = reinterpret_cast<uint32_t*>(smem + k_warps * k_depth * WSLOT) + warp * k_depth * SSLOT;
+    float* xs = reinterpret_cast<float*>(smem + k_warps * k_depth * WSLOT) + k_warps * k_depth * SSLOT;
+
+    const int units_row = a.k / EL;
+    const int n_tiles = a.tile_start[a.n_parts];
+    const int my_tiles = int(blockIdx.x) < n_tiles ? (n_tiles - 1 - int(blockIdx.x)) / int(gridDim.x) + 1 : 0;
+    const bool block_scaled = FMT == cuda_stream_fp8 && a.gran == cuda_stream_scale_block;
+    const int bk = (a.k + 127) / 128;
+    grid_dependency_trigger();
+
+    for (int k0 = 0; k0 < a.k; k0 += a.kc) {
+        const int units = min(a.kc, a.k - k0) / EL;
+        const int n_batch = (units + k_span - 1) / k_span;
+        const int n_items = my_tiles * n_batch;
+        const int xs_row = units * US;
+        const int unit0 = k0 / EL;
+        const bool first = k0 == 0, last = k0 + a.kc >= a.k;
+
+        // Copies item `item` of this lane into its ring stage (an empty group past the end).
+        auto issue = [&](int item) {
+            if (item < n_items) {
+                const int stage = item % k_depth;
+                const int tile = int(blockIdx.x) + (item / n_batch) * int(gridDim.x);
+                const int u0 = (item % n_batch) * k_span;  // first unit of the item in the chunk
+#pragma unroll
+                for (int r = 0; r < k_rows; ++r) {
+                    int part, row;
+                    tile_row(a, tile, warp, r, part, row);
+                    const stream_part& P = a.p[part];
+                    const bool rv = row < P.n;
+                    const int64_t base = int64_t(row) * units_row + unit0 + u0;
+                    // Unit j·32 + lane: each instruction reads 512 contiguous bytes of the row.
+#pragma unroll
+                    for (int j = 0; j < k_units; ++j) {
+                        const int u = j * 32 + lane;
+                        const bool ok = rv && u0 + u < units;
+                        cp_async16(wring + stage * WSLOT + (r * k_units + j) * 32 + lane,
+                                   ok ? P.w + (base + u) * 16 : P.w, ok);
+                    }
+                    // The item's scales of this row, 128 contiguous bytes at most: NVFP4 two E4M3 bytes
+                    // per unit (lane l copies units 2l, 2l + 1); FP8 block: 8 floats (lanes 0..7).
+                    if constexpr (FMT == cuda_stream_nvfp4) {
+                        const bool ok = rv && u0 + 2 * lane < units;
+                        cp_async4(sring + stage * SSLOT + r * 32 + lane,
+                                  ok ? P.block_scales + (base + 2 * lane) * 2 : P.w, ok);
+                    } else if constexpr (FMT == cuda_stream_fp8) {
+                        const int kb = (k0 + u0 * EL) / 128 + lane;  // 64 units of 16 = 8 blocks of 128
+                        const bool ok = block_scaled && rv && lane < 8 && kb < bk;
+                        cp_async4(sring + stage * SSLOT + r * 32 + lane,
+                                  ok ? P.fp8_scales + int64_t(row / 128) * bk + kb : a.x, ok);
+                    }
+                }
+            }
+            cp_async_commit();
+        };
+
+        // The first weights are requested before x is staged (and, with PDL, while the previous kernel
+        // finishes), so HBM starts streaming at once.
+#pragma unroll
+        for (int i = 0; i < k_depth - 1; ++i) issue(i);
+
+        if (first) grid_dependency_wait();  // x (and y) may come from the kernel before us
+        __syncthreads();                    // every reader of the previous chunk's x is done
+        constexpr int F4 = EL / 4;
+        const int n_f4 = M * units * F4;
+        for (int i = threadIdx.x; i < n_f4; i += k_threads) {
+            const int mm = i / (units * F4), rem = i - mm * units * F4;
+            const int u = rem / F4, q = rem - u * F4;
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (mm < a.m) v = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + k0 + u * EL + q * 4);
+            float2* d = reinterpret_cast<float2*>(xs + mm * xs_row + u * US + q * 4);
+            d[0] = make_float2(v.x, v.y);
+            d[1] = make_float2(v.z, v.w);
+        }
+        __syncthreads();
+
+        float acc[k_rows][M] = {};
+        for (int item = 0; item < n_items; ++item) {
+            issue(item + k_depth - 1);
+            cp_async_wait<k_depth - 1>();
+            if constexpr (has_unit_scales) __syncwarp();  // the scale ring holds other lanes' copies
+            const int stage = item % k_depth;
+            const int u0 = (item % n_batch) * k_span;
+#pragma unroll
+            for (int j = 0; j < k_units; ++j) {
+                const int u = j * 32 + lane;
+                if (u0 + u >= units) break;
+                uint4 w[k_rows];
+                uint32_t sbits[k_rows] = {};
+#pragma unroll
+                for (int r = 0; r < k_rows; ++r) {
+                    w[r] = wring[stage * WSLOT + (r * k_units + j) * 32 + lane];
+                    const uint32_t* sr = sring + stage * SSLOT + r * 32;
+                    if constexpr (FMT == cuda_stream_nvfp4)
+                        sbits[r] = reinterpret_cast<const uint16_t*>(sr)[u];
+                    else if constexpr (FMT == cuda_stream_fp8)
+                        sbits[r] = block_scaled ? sr[u / 8] : 0;
+                }
+                const float* xu = xs + (u0 + u) * US;
+#pragma unroll
+                for (int g = 0; g < 4 / GW; ++g) {
+                    float part[k_rows][M] = {};
+#pragma unroll
+                    for (int h = 0; h < GW; ++h) {
+                        const int wi = g * GW + h;
+                        float wf[k_rows][VPW];
+#pragma unroll
+                        for (int r = 0; r < k_rows; ++r)
+                            decode_word<FMT>(reinterpret_cast<const uint32_t*>(&w[r])[wi], wf[r]);
+#pragma unroll
+                        for (int mm = 0; mm < M; ++mm) {
+                            float xv[VPW];
+                            load_x(xu + mm * xs_row + wi * VPW, xv);
+#pragma unroll
+                            for (int r = 0; r < k_rows; ++r) {
+                                float s = part[r][mm];
+#pragma unroll
+                                for (int e = 0; e < VPW; ++e) s = fmaf(xv[e], wf[r][e], s);
+                                part[r][mm] = s;
+                            }
+                        }
+                    }
+#pragma unroll
+                    for (int r = 0; r < k_rows; ++r) {
+                        float sc = 1.0f;
+                        if constexpr (FMT == cuda_stream_nvfp4) sc = e4m3_value(sbits[r] >> (8 * g));
+                        if constexpr (FMT == cuda_stream_fp8)
+                            if (block_scaled) sc = __uint_as_float(sbits[r]);
+#pragma unroll
+                        for (int mm = 0; mm < M; ++mm) acc[r][mm] = fmaf(part[r][mm], sc, acc[r][mm]);
+                    }
+                }
+            }
+
+            if (item % n_batch != n_batch - 1) continue;
+            // End of a tile: reduce across the warp (every lane gets the sums); lane r·M + mm writes
+            // output (row r, batch row mm), or lane mm the SwiGLU of the gate and up sums.
+            const int tile = int(blockIdx.x) + (item / n_batch) * int(gridDim.x);
+            float out[k_rows][M];
+#pragma unroll
+            for (int r = 0; r < k_rows; ++r)
+#pragma unroll
+                for (int mm = 0; mm < M; ++mm) {
+                    float v = acc[r][mm];
+#pragma unroll
+                    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+                    acc[r][mm] = 0.0f;
+                    out[r][mm] = v;
+                }
+            if (a.swiglu) {  // one chunk only (the launcher guarantees it)
+                const int row = tile * k_warps + warp;
+                if (row < a.p[0].n && lane < a.m && lane < M) {
+#pragma unroll
+                    for (int mm = 0; mm < M; ++mm) {
+                        if (mm != lane) continue;
+                        const float g = fmaf(out[0][mm], out_mul(a, 0, row, block_scaled),
+                                             a.p[0].bias ? a.p[0].bias[row] : 0.0f);
+                        const float u = fmaf(out[1][mm], out_mul(a, 1, row, block_scaled),
+                                             a.p[1].bias ? a.p[1].bias[row] : 0.0f);
+                        a.p[0].y[int64_t(mm) * a.p[0].n + row] = g / (1.0f + expf(-g)) * u;
+                    }
+                }
+                continue;
+            }
+#pragma unroll
+            for (int r = 0; r < k_rows; ++r) {
+                int pi, row;
+                tile_row(a, tile, warp, r, pi, row);
+                const stream_part& P = a.p[pi];
+#pragma unroll
+                for (int mm = 0; mm < M; ++mm) {
+                    if (lane != r * M + mm || row >= P.n || mm >= a.m) continue;
+                    float v = out[r][mm];
+                    float* yp = P.y + int64_t(mm) * P.n + row;
+                    if (!first) v += *yp;
+                    if (last) v = fmaf(v, out_mul(a, pi, row, block_scaled), P.bias ? P.bias[row] : 0.0f);
+                    *yp = v;
+                }
+            }
+        }
+        cp_async_wait<0>();
+    }
+}
+
+struct device_limits {
+    int n_sm = 0, optin = 0, per_sm_smem = 0, major = 0;
+};
+
+cudaError_t query_limits(device_limits& d) {
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.n_sm, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&d.per_sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev);
+    return e;
+}
+
+// Why 2 blocks per SM (m <= 4): 16-row tiles keep the per-SM share of rows even for thin matrices;
+// above m = 4 the registers allow only one, and the kernel is bound by x reads and FMAs anyway.
+int blocks_per_sm(int64_t m) {
+    return m > 4 ? 1 : 2;
+}
+size_t smem_budget(const device_limits& d, int64_t m) {
+    return std::min(size_t(d.optin), size_t(d.per_sm_smem) / size_t(blocks_per_sm(m)) - 1024);
+}
+template <int FMT>
+size_t unit_x_bytes(int64_t m_tmpl) {
+    return size_t(m_tmpl) * unit_floats<FMT>() * sizeof(float);
+}
+int64_t m_bucket(int64_t m) {
+    return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16;
+}
+
+template <int FMT, int M>
+cudaError_t launch(stream_args a, cudaStream_t stream) {
+    constexpr int EL = fmt_traits<FMT>::EL, US = unit_floats<FMT>();
+    device_limits d;
+    cudaError_t e = query_limits(d);
+    if (e != cudaSuccess) return e;
+    const size_t budget = smem_budget(d, M);
+    if (budget < ring_bytes() + k_span * unit_x_bytes<FMT>(M)) return cudaErrorInvalidConfiguration;
+    // Chunk of k staged at once: all of k if it fits, else whole 64-unit spans.
+    const int64_t units_fit = int64_t((budget - ring_bytes()) / unit_x_bytes<FMT>(M));
+    int kc = a.k;
+    if (units_fit < a.k / EL) kc = int(units_fit / k_span * k_span * EL);
+    if (a.swiglu && kc != a.k) return cudaErrorInvalidConfiguration;
+    a.kc = kc;
+    const int units = kc / EL;
+    const size_t smem = ring_bytes() + size_t(M) * size_t(units) * US * sizeof(float);
+    auto kernel = stream_kernel<FMT, M>;
+    static std::atomic<size_t> smem_set{48 * 1024};
+    if (smem > smem_set.load()) {
+        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(budget));
+        if (e != cudaSuccess) return e;
+        smem_set.store(budget);
+    }
+    const int n_tiles = a.tile_start[a.n_parts];
+    const int grid = std::max(1, std::min(n_tiles, blocks_per_sm(M) * d.n_sm));
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(unsigned(grid));
+    cfg.blockDim = dim3(k_threads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = d.major >= 9 && !pdl_disabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, a);
+}
+
+template <int FMT>
+cudaError_t dispatch_m(const stream_args& a, cudaStream_t stream) {
+    if (a.m <= 1) return launch<FMT, 1>(a, stream);
+    if (a.m <= 2) return launch<FMT, 2>(a, stream);
+    if (a.m <= 4) return launch<FMT, 4>(a, stream);
+    if (a.m <= 8) return launch<FMT, 8>(a, stream);
+    return launch<FMT, 16>(a, stream);
+}
+
+bool aligned(const void* p, uintptr_t to) {
+    return reinterpret_cast<uintptr_t>(p) % to == 0;
+}
+
+// Checks the parts against the contract and fills the kernel's view of them.
+cudaError_t make_args(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts, bool swiglu,
+                      stream_args& a) {
+    if (m < 1 || m > 16 || n_parts < 1 || n_parts > cuda_stream_max_parts || !parts || !aligned(x, 16))
+        return cudaErrorInvalidValue;
+    const cuda_stream_weight& w0 = parts[0].w;
+    if (!cuda_linear_stream_supports(w0.format, w0.k)) return cudaErrorInvalidValue;
+    a = stream_args{};
+    a.x = x;
+    a.m = int(m);
+    a.n_parts = n_parts;
+    a.swiglu = swiglu;
+    a.gran = int(w0.fp8_granularity);
+    a.k = a.kc = int(w0.k);
+    int tiles = 0;
+    for (int i = 0; i < n_parts; ++i) {
+        const cuda_stream_weight& w = parts[i].w;
+        if (w.format != w0.format || w.k != w0.k || w.fp8_granularity != w0.fp8_granularity || w.n < 0 ||
+            w.n > INT32_MAX / 2 || !aligned(w.data, 16) || !parts[i].y)
+            return cudaErrorInvalidValue;
+        if (w.format == cuda_stream_nvfp4 && (!w.block_scales || !aligned(w.block_scales, 4)))
+            return cudaErrorInvalidValue;
+        if (w.format == cuda_stream_fp8 && !w.fp8_scales) return cudaErrorInvalidValue;
+        stream_part& p = a.p[i];
+        p.w = static_cast<const uint8_t*>(w.data);
+        p.block_scales = w.block_scales;
+        p.fp8_scales = w.fp8_scales;
+        // NVFP4: the global multiplier and the 2^14 of the half2 decode; FP8 tensor / channel scales are
+        // read on the device per output, block scales per unit; BF16: none.
+        p.out_mul = w.format == cuda_stream_nvfp4 ? w.global_mul * k_e2m1_unscale : 1.0f;
+        p.n = int(w.n);
+        p.bias = parts[i].bias;
+        p.y = parts[i].y;
+        a.tile_start[i] = tiles;
+        tiles += swiglu ? 0 : int((w.n + k_warps * k_rows - 1) / (k_warps * k_rows));
+    }
+    if (swiglu) {
+        if (n_parts != 2 || parts[1].w.n != w0.n) return cudaErrorInvalidValue;
+        tiles = int((w0.n + k_warps - 1) / k_warps);
+        a.tile_start[1] = tiles;
+    }
+    a.tile_start[n_parts] = tiles;
+    return cudaSuccess;
+}
+
+cudaError_t dispatch(const stream_args& a, cuda_stream_format f, cudaStream_t stream) {
+    if (a.tile_start[a.n_parts] == 0) return cudaSuccess;
+    switch (f) {
+        case cuda_stream_nvfp4:
+            return dispatch_m<cuda_stream_nvfp4>(a, stream);
+        case cuda_stream_fp8:
+            return dispatch_m<cuda_stream_fp8>(a, stream);
+        case cuda_stream_bf16:
+            return dispatch_m<cuda_stream_bf16>(a, stream);
+    }
+    return cudaErrorInvalidValue;
+}
+
+template <int FMT>
+bool swiglu_fits_fmt(int64_t m, int64_t k) {
+    device_limits d;
+    if (query_limits(d) != cudaSuccess) return false;
+    const size_t budget = smem_budget(d, m), need_x = unit_x_bytes<FMT>(m_bucket(m));
+    return budget > ring_bytes() && int64_t((budget - ring_bytes()) / need_x) >= k / fmt_traits<FMT>::EL;
+}
+
+}  // namespace
+
+bool cuda_linear_stream_supports(cuda_stream_format f, int64_t k) {
+    if (k <= 0 || k > INT32_MAX / 2) return false;
+    switch (f) {
+        case cuda_stream_nvfp4:
+            return k % 64 == 0;  // scale rows of k/16 bytes stay 4-byte aligned for the 4-byte copies
+        case cuda_stream_fp8:
+            return k % 16 == 0;
+        case cuda_stream_bf16:
+            return k % 8 == 0;
+    }
+    return false;
+}
+
+cudaError_t cuda_linear_stream(const float* x, int64_t m, const cuda_stream_weight& w,
+                               const float* bias_or_null, float* y, cudaStream_t stream) {
+    cuda_stream_part p;
+    p.w = w;
+    p.bias = bias_or_null;
+    p.y = y;
+    return cuda_linear_stream_parts(x, m, &p, 1, stream);
+}
+
+cudaError_t cuda_linear_stream_parts(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts,
+                                     cudaStream_t stream) {
+    stream_args a;
+    const cudaError_t e = make_args(x, m, parts, n_parts, false, a);
+    return e != cudaSuccess ? e : dispatch(a, parts[0].w.format, stream);
+}
+
+bool cuda_linear_stream_swiglu_fits(cuda_stream_format f, int64_t m, int64_t k) {
+    if (m < 1 || m > 16 || !cuda_linear_stream_supports(f, k)) return false;
+    switch (f) {
+        case cuda_stream_nvfp4:
+            return swiglu_fits_fmt<cuda_stream_nvfp4>(m, k);
+        case cuda_stream_fp8:
+            return swiglu_fits_fmt<cuda_stream_fp8>(m, k);
+        case cuda_stream_bf16:
+            return swiglu_fits_fmt<cuda_stream_bf16>(m, k);
+    }
+    return false;
+}
+
+cudaError_t cuda_linear_stream_swiglu(const float* x, int64_t m, const cuda_stream_part* parts,
+                                      cudaStream_t stream) {
+    stream_args a;
+    const cudaError_t e = make_args(x, m, parts, 2, true, a);
+    return e != cudaSuccess ? e : dispatch(a, parts[0].w.format, stream);
+}
+
+}  // namespace nibble

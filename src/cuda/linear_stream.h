@@ -1,0 +1,70 @@
+// Weight-streaming linear for decode batches (m = 1..16) on CUDA cores: NVFP4, FP8 (E4M3) or BF16
+// weights, FP32 activations and accumulation.
+//
+//   y[m, n] = row_mul[n] · (x[m, k] · Wᵀ) (+ bias[n])
+//
+// Weight layouts (the checkpoint's own, read in place; core/weights.h):
+//   nvfp4  packed u8 [n, k/2] (even k in the low nibble) + E4M3 block scales u8 [n, k/16], row-major;
+//          w = e2m1 × e4m3 × global_mul (e2m1 × e4m3 is exact; global_mul applied once per output)
+//   fp8    E4M3 u8 [n, k] × scales: tensor (fp8_scales [1]), channel ([n]) or block
+//          ([ceil(n/128), ceil(k/128)], applied per 16-value unit inside the sum)
+//   bf16   u16 [n, k]
+//   x f32 [m, k] row-major (16-byte aligned), bias f32 [n] or null, y f32 [m, n] row-major.
+//
+// Contract: 1 <= m <= 16; n >= 0; every pointer 16-byte aligned (scales: 4-byte); k > 0 with
+// nvfp4: k % 32 == 0, fp8: k % 16 == 0, bf16: k % 8 == 0; otherwise cudaErrorInvalidValue. The weight
+// and scale arrays may be read up to 16 bytes past their end (allocate slack). y must not alias x.
+// Deterministic: the same inputs give the same bits on every run.
+//
+// Programmatic dependent launch (sm_90+): the kernel issues its first weight loads before waiting for the
+// previous kernel on the stream, so the weights must not be written by the kernel launched just before
+// it (they never are: weights are uploaded synchronously). NIBBLE_NO_PDL=1 turns it off.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace nibble {
+
+enum cuda_stream_format : int { cuda_stream_nvfp4 = 0, cuda_stream_fp8 = 1, cuda_stream_bf16 = 2 };
+// FP8 scale granularity, as fp8_granularity in core/quant.h.
+enum cuda_stream_scales : int {
+    cuda_stream_scale_tensor = 0,
+    cuda_stream_scale_channel = 1,
+    cuda_stream_scale_block = 2
+};
+
+struct cuda_stream_weight {
+    cuda_stream_format format = cuda_stream_nvfp4;
+    const void* data = nullptr;             // packed codes / E4M3 bytes / BF16 values
+    const uint8_t* block_scales = nullptr;  // nvfp4: E4M3 [n, k/16]
+    const float* fp8_scales = nullptr;      // fp8: [1], [n] or [ceil(n/128) · ceil(k/128)]
+    cuda_stream_scales fp8_granularity = cuda_stream_scale_tensor;
+    float global_mul = 1.0f;  // nvfp4: CT 1/weight_global_scale, ModelOpt weight_scale_2
+    int64_t n = 0, k = 0;
+};
+
+// Whether cuda_linear_stream takes this weight (format and k as in the contract above).
+bool cuda_linear_stream_supports(cuda_stream_format f, int64_t k);
+
+cudaError_t cuda_linear_stream(const float* x, int64_t m, const cuda_stream_weight& w,
+                               const float* bias_or_null, float* y, cudaStream_t stream);
+
+// Several weights over the same x in one launch (q/k/v): up to 3 parts with the same format, k and FP8
+// granularity, each with its own data, scales, multiplier, n, bias and output y [m, part n].
+struct cuda_stream_part {
+    cuda_stream_weight w;  // format, k and fp8_granularity must equal those of parts[0]
+    const float* bias = nullptr;
+    float* y = nullptr;
+};
+constexpr int cuda_stream_max_parts = 3;
+cudaError_t cuda_linear_stream_parts(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts,
+                                     cudaStream_t stream);
+// SwiGLU in one launch: parts[0].y [m, n] = silu(x · gateᵀ) · (x · upᵀ), gate = parts[0], up = parts[1]
+// (same n; biases allowed), the CPU's silu formula. Only when x fits in shared memory at once:
+bool cuda_linear_stream_swiglu_fits(cuda_stream_format f, int64_t m, int64_t k);
+cudaError_t cuda_linear_stream_swiglu(const float* x, int64_t m, const cuda_stream_part* parts,
+                                      cudaStream_t stream);
+
+}  // namespace nibble

@@ -1,0 +1,23 @@
+#!/bin/bash
+# Packs a development-machine build for the GPU machine (the `run` tool): the nibble binary, the CUDA
+# op tests and the Debian libraries that machine lacks, stripped and xz-compressed into
+# .device/pack.tar.xz (git-ignored; carry .device: the working tree that travels is limited to 64 MiB).
+# tools/gpu_check.sh unpacks it there.
+#   NIBBLE_BUILD=build-gpu tools/device_pack.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${NIBBLE_BUILD:-build-gpu}
+rm -rf .device
+mkdir -p .device/lib
+cp "$build/nibble" .device/
+[ -f "$build/tests/cuda/test_cuda_ops" ] && cp "$build/tests/cuda/test_cuda_ops" .device/
+for lib in libutf8proc.so.2 libcpp-httplib.so.0.11 libpcre2-8.so.0 libbrotlidec.so.1 libbrotlienc.so.1 \
+           libbrotlicommon.so.1; do
+    cp -L "/lib/x86_64-linux-gnu/$lib" .device/lib/
+done
+strip .device/nibble .device/test_cuda_ops 2>/dev/null || true
+tar cJf /tmp/nibble-pack.tar.xz -C .device .
+rm -rf .device
+mkdir .device
+mv /tmp/nibble-pack.tar.xz .device/pack.tar.xz
+du -sh .device
