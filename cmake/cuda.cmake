@@ -19,8 +19,8 @@ if(NOT NIBBLE_CUDA STREQUAL "OFF")
 endif()
 
 if(NIBBLE_HAVE_CUDA)
-    # CMake 3.25 does not know nvcc 13's C++20 dialect flag: pass it directly (see CMakeLists.txt).
-    set(NIBBLE_CUDA_FLAGS -std=c++20 --expt-relaxed-constexpr -lineinfo)
+    # The dialect is C++17 (CUDA_STANDARD in CMakeLists.txt: CMake 3.25 cannot ask nvcc for C++20).
+    set(NIBBLE_CUDA_FLAGS --expt-relaxed-constexpr -lineinfo)
     # Default set: every architecture this toolkit knows among ours. Override with
     # -DNIBBLE_CUDA_ARCHS="90a" for a quick build for the H100/H200 only.
     set(NIBBLE_CUDA_ARCHS "" CACHE STRING "CUDA architectures (CMake syntax, e.g. 90a;121a)")

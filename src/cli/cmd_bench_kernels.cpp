@@ -193,9 +193,10 @@ void print_row(const report_row& row) {
                     linear_bench_kernel_name(r.kernel), r.error.c_str());
         return;
     }
-    std::printf("%-14s %5lld  %-19s %9.2f %8.0f %6.1f%% %8s %8s %7d\n", shape.c_str(), (long long)r.m,
+    std::printf("%-14s %5lld  %-19s %9.2f %8.0f %6.1f%% %8s %8s %7d%s%s\n", shape.c_str(), (long long)r.m,
                 linear_bench_kernel_name(r.kernel), r.seconds * 1e6, row.gbps, row.pct_copy,
-                speedup_text(row.vs_bf16).c_str(), speedup_text(row.vs_fp8).c_str(), r.copies);
+                speedup_text(row.vs_bf16).c_str(), speedup_text(row.vs_fp8).c_str(), r.copies,
+                r.note.empty() ? "" : "  note: ", r.note.c_str());
 }
 
 // One line per shape and batch: % of the copy bandwidth of every kernel.
@@ -205,6 +206,7 @@ void print_summary(const std::vector<report_row>& rows, std::span<const linear_b
     std::printf("%-14s %5s", "n x k", "m");
     for (linear_bench_kernel k : order) std::printf(" %13s", short_name(k));
     std::printf("\n");
+    bool any_note = false;
     for (size_t i = 0; i < rows.size();) {
         const int64_t n = rows[i].r.n, k = rows[i].r.k, m = rows[i].r.m;
         std::printf("%-14s %5lld", shape_name(n, k).c_str(), (long long)m);
@@ -213,14 +215,19 @@ void print_summary(const std::vector<report_row>& rows, std::span<const linear_b
             const report_row* hit = nullptr;
             for (j = i; j < rows.size() && rows[j].r.n == n && rows[j].r.k == k && rows[j].r.m == m; ++j)
                 if (rows[j].r.kernel == kk) hit = &rows[j];
-            if (hit && hit->r.ok)
+            if (hit && hit->r.ok && !hit->r.note.empty())
+                std::printf(" %11.1f%%*", hit->pct_copy);
+            else if (hit && hit->r.ok)
                 std::printf(" %12.1f%%", hit->pct_copy);
             else
                 std::printf(" %13s", hit ? "failed" : "-");
+            any_note = any_note || (hit && hit->r.ok && !hit->r.note.empty());
         }
         std::printf("\n");
         i = j;
     }
+    if (any_note)
+        std::printf("* not the nominal configuration (padded batch, FP32 output, ...): see the row's note\n");
 }
 
 nlohmann::json row_json(const report_row& row) {
@@ -238,6 +245,7 @@ nlohmann::json row_json(const report_row& row) {
         j["error"] = r.error;
         return j;
     }
+    if (!r.note.empty()) j["note"] = r.note;
     j["us"] = r.seconds * 1e6;
     j["gbps"] = row.gbps;
     j["pct_copy"] = row.pct_copy;

@@ -100,17 +100,7 @@ cudaError_t cuda_attention(const float* q, const cuda_kv_cache& kv, const int32_
                            cuda_attention_split split, float* scratch, int64_t scratch_floats, float* out,
                            cudaStream_t st);
 
-// --- linear.cu: weight decoding to float32 (exact dequantized values, the CPU's order) and activation
-// fake quantization (bit-exact with core/quant.cpp and cpu_quantize_activations).
-// NVFP4 packed [n, k/2], scales e4m3 [n, k/16]; eff = e4m3 / global (divide) or e4m3 × global.
-cudaError_t cuda_nvfp4_decode_f32(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
-                                  float global, bool divide_global, float* out, cudaStream_t st);
-// MXFP4 packed [n, k/2], scales e8m0 [n, k/32].
-cudaError_t cuda_mxfp4_decode_f32(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
-                                  float* out, cudaStream_t st);
-// FP8 e4m3 [n, k] × scales: granularity 0 tensor [1], 1 channel [n], 2 block [ceil(n/128), ceil(k/128)].
-cudaError_t cuda_fp8_decode_f32(const uint8_t* q, const float* scales, int granularity, int64_t n, int64_t k,
-                                float* out, cudaStream_t st);
+// --- linear.cu: activation fake quantization (bit-exact with core/quant.cpp and cpu_quantize_activations).
 // W4A4: out = nvfp4_fake_quantize_activation(x) per row of k (k % 16 == 0), input_global as stored (CT).
 cudaError_t cuda_nvfp4_fake_quantize(const float* x, int64_t rows, int64_t k, float input_global, float* out,
                                      cudaStream_t st);
@@ -120,5 +110,31 @@ cudaError_t cuda_fp8_fake_quantize(const float* x, int64_t rows, int64_t k, int6
 // FP8 static: x' = e4m3_sat(x / scale) · scale.
 cudaError_t cuda_fp8_static_fake_quantize(const float* x, int64_t n, float scale, float* out,
                                           cudaStream_t st);
+
+// --- linear.cu: operands and epilogue of the tensor-core linear (cuda_backend::linear_tensor_core), BF16
+// as bf16 bits. Activations reach the BF16 GEMMs either split (x = hi + lo, two GEMM rows per row) or, when
+// they are fake-quantized values on a short grid, exactly (one BF16 row and a scale outside the GEMM).
+// out[i] = bf16(x[i] · mul) (RNE). Exact (out = x · mul up to float32 rounding) when x · mul lies on the
+// BF16 grid: W4A4 activations times their input global (e2m1 × e4m3, 6 significant bits) and static FP8
+// activations times 1 / input_scale (an e4m3 value), while those products stay normal floats.
+cudaError_t cuda_scale_to_bf16(const float* x, int64_t n, float mul, void* out, cudaStream_t st);
+// Per row r of x [rows, k]: s = amax|x_r| / target (1 for an all-zero row), out[r, :] = bf16(x_r / s),
+// row_scale[r] = s. Exact for per-token FP8 activations with target 448: their largest code is ±448, so
+// x / s is the E4M3 code up to three float32 roundings, and codes have 4 significant bits.
+cudaError_t cuda_row_normalize_bf16(const float* x, int64_t rows, int64_t k, float target, void* out,
+                                    float* row_scale, cudaStream_t st);
+// FP8 128x128 block scales applied on the activation side, for `groups` consecutive 128-row weight blocks:
+// v = x[r, j] · scales[g · scale_stride + j / 128] (float32), hi = bf16(v), lo = bf16(v - hi), written as
+// out[g] = [hi rows; lo rows], bf16 [groups][2 · rows][k] (|v - hi - lo| <= 2^-17 |v|).
+cudaError_t cuda_split_bf16_block_scaled(const float* x, int64_t rows, int64_t k, const float* scales,
+                                         int64_t scale_stride, int64_t groups, void* out, cudaStream_t st);
+// out[r, c] = (Σ_{p < parts} y(p · rows + r, c)) · row_scale[r] · col_scale[c] + bias[c] for rows × n, each
+// of row_scale, col_scale, bias optional (null). y holds `parts` stacked GEMM outputs of rows × n, cut into
+// blocks of block_cols columns: with b = c / block_cols, element (i, c) is at
+// b · block_cols · parts · rows + i · block_cols + (c - b · block_cols). block_cols = n: plain row-major
+// [parts · rows, n]. out may alias y when parts = 1 and block_cols = n.
+cudaError_t cuda_linear_epilogue(const float* y, int parts, int64_t rows, int64_t n, int64_t block_cols,
+                                 const float* row_scale, const float* col_scale, const float* bias,
+                                 float* out, cudaStream_t st);
 
 }  // namespace nibble

@@ -16,6 +16,8 @@
 #include "cpu/cpu_backend.h"
 #include "cuda/backend_ops.h"
 #include "cuda/cuda_check.h"
+#include "cuda/dequant.h"
+#include "cuda/linear_mma.h"
 #include "cuda/linear_nvfp4.h"
 #include "cuda/linear_stream.h"
 
@@ -59,6 +61,9 @@ cuda_backend::cuda_backend(int device) : device_(device) {
     if (cublasCreate(&cublas_tc_) != CUBLAS_STATUS_SUCCESS) fail("cublasCreate failed");
     if (cublasSetStream(cublas_tc_, stream_) != CUBLAS_STATUS_SUCCESS) fail("cublasSetStream failed");
     NIBBLE_CUDA_CHECK(cudaEventCreateWithFlags(&step_copied_, cudaEventDisableTiming));
+    const char* lin = std::getenv("NIBBLE_LINEAR");
+    mma_off_ = lin && std::string(lin) == "stream";
+    if (lin && std::string(lin) == "mma") mma_min_rows_ = 1;
 }
 
 cuda_backend::~cuda_backend() {
@@ -72,6 +77,7 @@ cuda_backend::~cuda_backend() {
     for (void* p : owned_) cudaFree(p);
     for (auto& g : scratch_) cudaFree(g.p);
     for (auto& g : ints_) cudaFree(g.p);
+    cudaFree(mma_ws_.p);
     if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -417,6 +423,24 @@ bool same_scheme(const linear_weight& a, const linear_weight& b) {
 
 }  // namespace
 
+bool cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts) {
+    // m <= 2 stays on the CUDA-core kernel: measured faster there (H200, 2026-12-01).
+    if (mma_off_ || rows < mma_min_rows_ || rows > 16 || !cuda_linear_mma_supports(parts[0].w)) return false;
+    const size_t need = cuda_linear_mma_workspace_bytes(rows, parts, n_parts);
+    if (need > mma_ws_.bytes) {
+        not_recording("workspace growth");
+        NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        drop_graphs();
+        NIBBLE_CUDA_CHECK(cudaFree(mma_ws_.p));
+        mma_ws_.p = nullptr;
+        NIBBLE_CUDA_CHECK(cudaMalloc(&mma_ws_.p, need));
+        NIBBLE_CUDA_CHECK(cudaMemsetAsync(mma_ws_.p, 0, need, stream_));  // ordered before its first use
+        mma_ws_.bytes = need;
+    }
+    NIBBLE_CUDA_CHECK(cuda_linear_mma_parts(x, rows, parts, n_parts, mma_ws_.p, mma_ws_.bytes, stream_));
+    return true;
+}
+
 void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight& q, const linear_weight& k,
                               const linear_weight& v, float* out_q, float* out_k, float* out_v) {
     cuda_stream_part p[3];
@@ -429,20 +453,30 @@ void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight&
         p[i].bias = ws[i]->bias.empty() ? nullptr : f32(ws[i]->bias);
         p[i].y = outs[i];
     }
-    NIBBLE_CUDA_CHECK(cuda_linear_stream_parts(quantize_input(x, rows, q), rows, p, 3, stream_));
+    const float* xa = quantize_input(x, rows, q);
+    if (!linear_mma(xa, rows, p, 3)) NIBBLE_CUDA_CHECK(cuda_linear_stream_parts(xa, rows, p, 3, stream_));
 }
 
 void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weight& gate,
                                  const linear_weight& up, float* out, float* up_scratch) {
     cuda_stream_part p[2];
     if (rows > 16 || gate.n != up.n || !same_scheme(gate, up) || !stream_view(gate, p[0].w) ||
-        !stream_view(up, p[1].w) || !cuda_linear_stream_swiglu_fits(p[0].w.format, rows, gate.k))
+        !stream_view(up, p[1].w))
         return backend::linear_swiglu(x, rows, gate, up, out, up_scratch);
     p[0].bias = gate.bias.empty() ? nullptr : f32(gate.bias);
     p[1].bias = up.bias.empty() ? nullptr : f32(up.bias);
     p[0].y = out;
     p[1].y = up_scratch;
-    NIBBLE_CUDA_CHECK(cuda_linear_stream_swiglu(quantize_input(x, rows, gate), rows, p, stream_));
+    const float* xa = quantize_input(x, rows, gate);
+    // Tensor cores: gate and up in one launch, then the SiLU product; else SwiGLU fused into the
+    // CUDA-core kernel when x fits its shared memory, else the separate ops.
+    if (linear_mma(xa, rows, p, 2)) {
+        NIBBLE_CUDA_CHECK(cuda_silu_mul(out, up_scratch, rows * gate.n, out, stream_));
+        return;
+    }
+    if (!cuda_linear_stream_swiglu_fits(p[0].w.format, rows, gate.k))
+        return backend::linear_swiglu(x, rows, gate, up, out, up_scratch);
+    NIBBLE_CUDA_CHECK(cuda_linear_stream_swiglu(xa, rows, p, stream_));
 }
 
 void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, float* out) {
@@ -452,9 +486,12 @@ void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, 
     const float* bias = w.bias.empty() ? nullptr : f32(w.bias);
     // Decode batches: the weight-streaming GEMV, or the NVFP4 register-prefetch GEMV for other k.
     if (rows <= 16) {
-        cuda_stream_weight sw;
-        if (stream_view(w, sw)) {
-            NIBBLE_CUDA_CHECK(cuda_linear_stream(xa, rows, sw, bias, out, stream_));
+        cuda_stream_part sp;
+        if (stream_view(w, sp.w)) {
+            sp.bias = bias;
+            sp.y = out;
+            if (!linear_mma(xa, rows, &sp, 1))
+                NIBBLE_CUDA_CHECK(cuda_linear_stream(xa, rows, sp.w, bias, out, stream_));
             return;
         }
         if (w.format == weight_format_nvfp4) {
@@ -465,59 +502,203 @@ void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, 
             return;
         }
     }
-    // BF16 weights, larger batches: two BF16 tensor-core GEMMs over x = hi + lo (FP32 accumulation), which
-    // tracks the FP32 result to ~2^-17 relative per activation, without a float32 copy of the weight.
-    const float one = 1.0f, zero = 0.0f;
-    if (w.format == weight_format_dense && w.weight.type == dtype_bf16) {
-        uint16_t* hl = reinterpret_cast<uint16_t*>(scratch(6, size_t(rows * k)));  // 2 × rows·k bf16
-        NIBBLE_CUDA_CHECK(cuda_split_bf16(xa, rows * k, hl, hl + rows * k, stream_));
-        const void* wb = raw(w.weight);
-        for (int part = 0; part < 2; ++part) {
-            const float* beta = part == 0 ? &zero : &one;
-            if (cublasGemmEx(cublas_tc_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(rows), int(k), &one, wb,
-                             CUDA_R_16BF, int(k), hl + part * rows * k, CUDA_R_16BF, int(k), beta, out,
-                             CUDA_R_32F, int(n), CUBLAS_COMPUTE_32F,
-                             CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
-                fail("{}: cublasGemmEx (BF16) failed ({} x {} x {})", w.name, rows, n, k);
-        }
-        if (bias) NIBBLE_CUDA_CHECK(cuda_add_bias(out, bias, rows, n, stream_));
+    // Larger batches, and what the GEMVs above do not take: BF16 tensor-core GEMMs (linear_tensor_core);
+    // dense F16/F32 weights: FP32 SGEMM over their float32 copy.
+    if (w.format != weight_format_dense || w.weight.type == dtype_bf16) {
+        linear_tensor_core(xa, rows, w, bias, out);
         return;
     }
-    const float* wf = nullptr;
-    switch (w.format) {
-        case weight_format_dense:
-            wf = f32(w.weight);
-            break;
-        case weight_format_nvfp4: {
-            float* s = scratch(1, size_t(n * k));
-            NIBBLE_CUDA_CHECK(cuda_nvfp4_decode_f32(
-                static_cast<const uint8_t*>(raw(w.weight)), static_cast<const uint8_t*>(raw(w.block_scale)),
-                n, k, w.global_scale, w.convention == nvfp4_convention_ct, s, stream_));
-            wf = s;
-            break;
-        }
-        case weight_format_mxfp4: {
-            float* s = scratch(1, size_t(n * k));
-            NIBBLE_CUDA_CHECK(cuda_mxfp4_decode_f32(static_cast<const uint8_t*>(raw(w.weight)),
-                                                    static_cast<const uint8_t*>(raw(w.block_scale)), n, k, s,
-                                                    stream_));
-            wf = s;
-            break;
-        }
-        case weight_format_fp8: {
-            float* s = scratch(1, size_t(n * k));
-            NIBBLE_CUDA_CHECK(cuda_fp8_decode_f32(static_cast<const uint8_t*>(raw(w.weight)),
-                                                  f32_vector(w.fp8_scales), int(w.fp8_gran), n, k, s,
-                                                  stream_));
-            wf = s;
-            break;
-        }
-    }
+    const float one = 1.0f, zero = 0.0f;
     // Row-major out[rows, n] = x[rows, k] · W[n, k]ᵀ is, column-major, out (n × rows) = Wᵀ-view · x.
-    if (cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(rows), int(k), &one, wf, int(k), xa,
-                    int(k), &zero, out, int(n)) != CUBLAS_STATUS_SUCCESS)
+    if (cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(rows), int(k), &one, f32(w.weight), int(k),
+                    xa, int(k), &zero, out, int(n)) != CUBLAS_STATUS_SUCCESS)
         fail("{}: cublasSgemm failed ({} x {} x {})", w.name, rows, n, k);
     if (bias) NIBBLE_CUDA_CHECK(cuda_add_bias(out, bias, rows, n, stream_));
+}
+
+// --- Tensor-core linear
+
+namespace {
+
+size_t align_up(size_t v, size_t a) {
+    return (v + a - 1) / a * a;
+}
+
+// How linear_tensor_core feeds the activations xa to the BF16 GEMMs.
+enum tc_input_kind {
+    tc_input_split,   // hi + lo = xa to 2^-17 (cuda_split_bf16): two GEMM rows per row, any activations
+    tc_input_scaled,  // bf16(xa · mul) = xa · mul exactly (cuda_scale_to_bf16); the product × scale
+    tc_input_rows,    // bf16(xa / s_r) exactly (cuda_row_normalize_bf16); the product × s_r per row
+};
+struct tc_input {
+    tc_input_kind kind = tc_input_split;
+    float mul = 1.0f;
+    double scale = 1.0;
+};
+
+// A static activation scale far enough from float32's limits (|log2| <= 100) that the fake-quantized
+// values it forms, and their products with it, stay normal floats: cuda_scale_to_bf16 is then exact.
+bool moderate_scale(float s) {
+    return std::isfinite(s) && std::fabs(s) >= 0x1p-100f && std::fabs(s) <= 0x1p100f;
+}
+
+tc_input tc_input_for(const linear_weight& w) {
+    switch (w.act) {
+        case act_format_nvfp4:  // e2m1 × fl(e4m3 / g): times g, an e2m1 × e4m3 product
+            if (moderate_scale(w.input_global_scale))
+                return {tc_input_scaled, w.input_global_scale, 1.0 / double(w.input_global_scale)};
+            break;
+        case act_format_fp8_static:  // fl(e4m3 × S): times fl(1 / S), the e4m3 value
+            if (moderate_scale(w.fp8_input_scale))
+                return {tc_input_scaled, float(1.0 / double(w.fp8_input_scale)), double(w.fp8_input_scale)};
+            break;
+        case act_format_fp8_token:  // fl(e4m3 × s_r) with ±448 the row's largest code
+            return {tc_input_rows, 1.0f, 1.0};
+        default:  // weight-only, or FP8 scales per 128-group that vary along k
+            break;
+    }
+    return {};
+}
+
+// C[b] = alpha · B[b] · A[b]ᵀ for b < batch, row-major: A bf16 [m, k], B bf16 [cols, k], C float32
+// [cols, m] with row stride ldc (cuBLAS's column-major C (m × cols) = Aᵀ-view · B-view), FP32 accumulation.
+void gemm_bf16(cublasHandle_t h, const linear_weight& w, int64_t m, int64_t cols, int64_t k, float alpha,
+               const uint16_t* a, int64_t stride_a, const uint16_t* b, int64_t stride_b, float* c,
+               int64_t ldc, int64_t stride_c, int64_t batch) {
+    const float zero = 0.0f;
+    const cublasStatus_t st =
+        batch == 1 ? cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(cols), int(k), &alpha, a,
+                                  CUDA_R_16BF, int(k), b, CUDA_R_16BF, int(k), &zero, c, CUDA_R_32F, int(ldc),
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)
+                   : cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(cols), int(k),
+                                                &alpha, a, CUDA_R_16BF, int(k), stride_a, b, CUDA_R_16BF,
+                                                int(k), stride_b, &zero, c, CUDA_R_32F, int(ldc), stride_c,
+                                                int(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        fail("{}: cuBLAS BF16 GEMM failed ({} x {} x {}, batch {}): status {}", w.name, cols, m, k, batch,
+             int(st));
+}
+
+}  // namespace
+
+const void* cuda_backend::bf16_weight(const linear_weight& w, uint16_t* dst) {
+    const auto* q = static_cast<const uint8_t*>(raw(w.weight));
+    switch (w.format) {
+        case weight_format_dense:
+            return q;
+        case weight_format_nvfp4:
+            NIBBLE_CUDA_CHECK(cuda_nvfp4_dequantize_bf16(q, static_cast<const uint8_t*>(raw(w.block_scale)),
+                                                         w.n, w.k, 1.0f, false, dst, stream_));
+            return dst;
+        case weight_format_mxfp4:
+            NIBBLE_CUDA_CHECK(cuda_mxfp4_dequantize_bf16(q, static_cast<const uint8_t*>(raw(w.block_scale)),
+                                                         w.n, w.k, dst, stream_));
+            return dst;
+        case weight_format_fp8:
+            NIBBLE_CUDA_CHECK(cuda_fp8_dequantize_bf16(q, w.n * w.k, dst, stream_));
+            return dst;
+    }
+    fail("{}: weight format {} has no BF16 decode", w.name, weight_format_name(w.format));
+}
+
+// The weight is decoded once per call into exact BF16 values (bf16_weight); what BF16 cannot hold exactly
+// is applied outside the GEMMs: the NVFP4 global multiplier and an FP8 per-tensor scale (and a static
+// activation scale) as alpha, FP8 per-channel and per-token activation scales in cuda_linear_epilogue, FP8
+// 128x128 block scales on the activation side: for each 128-row weight block i, out[:, block i] =
+// split(xa · s[i, k-block]) · W_iᵀ, one batched GEMM over a group of blocks. Activations enter exactly when
+// they are fake-quantized on a short grid (W4A4, FP8 per token or static: tc_input_for), else split into
+// hi + lo (the two halves stacked as 2·len GEMM rows, one GEMM that reads the weight once, summed in the
+// epilogue). Products of BF16 values are exact in FP32 and accumulate in FP32, so the result is the
+// float32 one up to summation order plus 2^-17 Σ|x w| for split activations.
+//
+// Scratch: slot 1 = the decoded weight (n·k BF16, 256-byte aligned) then the GEMM output of one row chunk
+// (parts · chunk rows of n floats; 128-column blocks for block scales); slot 6 = the activation operand
+// (exact: rows·k BF16 + rows floats; split: 2·chunk·k BF16; block scales: groups · 2·chunk·k BF16).
+void cuda_backend::linear_tensor_core(const float* xa, int64_t rows, const linear_weight& w,
+                                      const float* bias, float* out) {
+    const int64_t n = w.n, k = w.k;
+    if (n > INT32_MAX || k > INT32_MAX || rows > INT32_MAX / 2)
+        fail("{}: {} x {} x {} exceeds the BF16 GEMMs' int sizes", w.name, rows, n, k);
+    const bool blocks = w.format == weight_format_fp8 && w.fp8_gran == fp8_granularity_block;
+    const tc_input in = blocks ? tc_input{} : tc_input_for(w);
+    const int parts = in.kind == tc_input_split ? 2 : 1;
+    double w_mul = 1.0;
+    const float* col_scale = nullptr;
+    if (w.format == weight_format_nvfp4)
+        w_mul = w.convention == nvfp4_convention_ct ? 1.0 / double(w.global_scale) : double(w.global_scale);
+    if (w.format == weight_format_fp8 && w.fp8_gran == fp8_granularity_tensor) w_mul = w.fp8_scales.at(0);
+    if (w.format == weight_format_fp8 && w.fp8_gran == fp8_granularity_channel)
+        col_scale = f32_vector(w.fp8_scales);
+    const float alpha = float(w_mul * in.scale);
+
+    // One exact part without block scales: the GEMM writes `out` itself. Otherwise row chunks bound the GEMM
+    // output scratch.
+    const bool direct = parts == 1 && !blocks;
+    const int64_t n_blocks = (n + fp8_block - 1) / fp8_block;
+    const int64_t row_bytes = int64_t(parts) * (blocks ? n_blocks * fp8_block : n) * int64_t(sizeof(float));
+    const int64_t chunk =
+        direct ? rows : std::min(rows, std::max<int64_t>(128, int64_t(tc_scratch_limit_) / row_bytes));
+    const size_t w_bytes = w.format == weight_format_dense ? 0 : align_up(size_t(n * k) * 2, 256);
+    const size_t y_bytes = direct ? 0 : size_t(chunk * row_bytes);
+    auto* s1 =
+        w_bytes + y_bytes ? reinterpret_cast<uint8_t*>(scratch(1, (w_bytes + y_bytes + 3) / 4)) : nullptr;
+    const auto* wb = static_cast<const uint16_t*>(bf16_weight(w, reinterpret_cast<uint16_t*>(s1)));
+    float* y = reinterpret_cast<float*>(s1 + w_bytes);
+
+    if (direct) {
+        const size_t x_bytes = align_up(size_t(rows * k) * 2, 256);
+        auto* s6 = reinterpret_cast<uint8_t*>(scratch(6, (x_bytes + size_t(rows) * sizeof(float) + 3) / 4));
+        const auto* xb = reinterpret_cast<const uint16_t*>(s6);
+        float* row_scale = nullptr;
+        if (in.kind == tc_input_rows) {
+            row_scale = reinterpret_cast<float*>(s6 + x_bytes);
+            NIBBLE_CUDA_CHECK(cuda_row_normalize_bf16(xa, rows, k, e4m3_max, s6, row_scale, stream_));
+        } else {
+            NIBBLE_CUDA_CHECK(cuda_scale_to_bf16(xa, rows * k, in.mul, s6, stream_));
+        }
+        gemm_bf16(cublas_tc_, w, n, rows, k, alpha, wb, 0, xb, 0, out, n, 0, 1);
+        if (row_scale || col_scale || bias)
+            NIBBLE_CUDA_CHECK(
+                cuda_linear_epilogue(out, 1, rows, n, n, row_scale, col_scale, bias, out, stream_));
+        return;
+    }
+    if (!blocks) {
+        auto* hl = reinterpret_cast<uint16_t*>(scratch(6, size_t(chunk * k)));  // 2 × chunk·k bf16
+        for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+            const int64_t len = std::min(chunk, rows - r0);
+            NIBBLE_CUDA_CHECK(cuda_split_bf16(xa + r0 * k, len * k, hl, hl + len * k, stream_));
+            gemm_bf16(cublas_tc_, w, n, 2 * len, k, alpha, wb, 0, hl, 0, y, n, 0, 1);
+            NIBBLE_CUDA_CHECK(
+                cuda_linear_epilogue(y, 2, len, n, n, nullptr, col_scale, bias, out + r0 * n, stream_));
+        }
+        return;
+    }
+    // FP8 block scales: block i's GEMM output goes to y + i · 128 · 2·len as [2·len][128]; full 128-row
+    // blocks of a group in one batched GEMM, a partial last block (n % 128 rows) on its own.
+    const int64_t k_blocks = (k + fp8_block - 1) / fp8_block;
+    const float* scales = f32_vector(w.fp8_scales);
+    const int64_t groups = std::clamp<int64_t>(int64_t(tc_scratch_limit_) / (4 * chunk * k), 1, n_blocks);
+    auto* xs =
+        reinterpret_cast<uint16_t*>(scratch(6, size_t(groups * chunk * k)));  // groups × 2·chunk·k bf16
+    const int64_t tail = n - (n_blocks - 1) * fp8_block;
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+        const int64_t len = std::min(chunk, rows - r0);
+        const int64_t xs_stride = 2 * len * k, y_stride = fp8_block * 2 * len;
+        for (int64_t b0 = 0; b0 < n_blocks; b0 += groups) {
+            const int64_t g = std::min(groups, n_blocks - b0);
+            NIBBLE_CUDA_CHECK(cuda_split_bf16_block_scaled(xa + r0 * k, len, k, scales + b0 * k_blocks,
+                                                           k_blocks, g, xs, stream_));
+            const int64_t full = b0 + g == n_blocks && tail < fp8_block ? g - 1 : g;
+            if (full > 0)
+                gemm_bf16(cublas_tc_, w, fp8_block, 2 * len, k, 1.0f, wb + b0 * fp8_block * k, fp8_block * k,
+                          xs, xs_stride, y + b0 * y_stride, fp8_block, y_stride, full);
+            if (full < g)
+                gemm_bf16(cublas_tc_, w, tail, 2 * len, k, 1.0f, wb + (n_blocks - 1) * fp8_block * k, 0,
+                          xs + full * xs_stride, 0, y + (n_blocks - 1) * y_stride, fp8_block, 0, 1);
+        }
+        NIBBLE_CUDA_CHECK(
+            cuda_linear_epilogue(y, 2, len, n, fp8_block, nullptr, nullptr, bias, out + r0 * n, stream_));
+    }
 }
 
 void cuda_backend::moe(const model_config& c, const layer_weights& l, const float* x,

@@ -9,10 +9,9 @@
 //
 // Linear: activations are fake-quantized first for W4A4 / FP8 schemes, exactly as core/quant.cpp and
 // cpu_quantize_activations. Rows <= 16 (decode): NVFP4, FP8 and BF16 weights stream through
-// cuda_linear_stream (cuda_nvfp4_linear for NVFP4 k that it does not take). BF16 weights with more rows:
-// two BF16 tensor-core GEMMs over x split into hi + lo BF16 parts. Every other case (prefill of NVFP4,
-// FP8, MXFP4; F16/F32 weights) decodes the weight to a float32 scratch (exact dequantized values) and
-// multiplies with cublasSgemm (FP32, no TF32): correct, not yet fast.
+// cuda_linear_stream (cuda_nvfp4_linear for NVFP4 k that it does not take). More rows, and what those do
+// not take: BF16 tensor-core GEMMs with FP32 accumulation (linear_tensor_core: the weight exactly in BF16,
+// its scales and the activations' scales outside the GEMM); F16/F32 weights: cublasSgemm (FP32, no TF32).
 //
 // MoE: routing is computed on the host from the copied router logits (the CPU's exact code), then each
 // expert runs over its tokens with linear(); this synchronizes the stream, so it is not graph-capturable.
@@ -87,7 +86,22 @@ class cuda_backend : public backend {
     uint64_t uploaded_weight_bytes() const { return uploaded_bytes_; }
     cudaStream_t stream() const { return stream_; }
 
+    // --- Tensor-core linear (linear_tensor_core), public part
+    // Scratch bytes above which it cuts its work: GEMM outputs into row chunks (of at least 128 rows), FP8
+    // block-scaled activations into groups of 128-row weight blocks. Default 512 MiB; tests make it small.
+    void set_linear_scratch_limit(size_t bytes) { tc_scratch_limit_ = bytes; }
+
   private:
+    // --- Tensor-core linear (linear_tensor_core in cuda_backend.cpp)
+    // out [rows, n] = xa · Wᵀ (+ bias) for every weight but dense F16/F32, xa already fake-quantized.
+    void linear_tensor_core(const float* xa, int64_t rows, const linear_weight& w, const float* bias,
+                            float* out);
+    // The weight as exact BF16 values [n, k] for the GEMMs: the stored view (dense BF16), else decoded
+    // into dst (n·k elements): NVFP4 e2m1 × e4m3 (global left out), MXFP4 as is, FP8 codes (scales left out).
+    const void* bf16_weight(const linear_weight& w, uint16_t* dst);
+    size_t tc_scratch_limit_ = size_t(512) << 20;
+    // --- end of the tensor-core linear
+
     // Device copy of a view's raw bytes (uploaded on first use).
     const void* raw(const tensor_view& v);
     // Device float32 copy of a BF16/F16/F32 view (converted on first use).
@@ -106,6 +120,8 @@ class cuda_backend : public backend {
     const float* quantize_input(const float* x, int64_t rows, const linear_weight& w);
     // Fills the weight-streaming view of w (uploading it) when cuda_linear_stream takes it.
     bool stream_view(const linear_weight& w, cuda_stream_weight& out);
+    // Decode batches through the tensor-core kernel (linear_mma.h) when it takes the parts; false otherwise.
+    bool linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts);
     void not_recording(const char* what) const;
     void drop_graphs();
 
@@ -133,6 +149,10 @@ class cuda_backend : public backend {
     std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
     std::unordered_map<uint64_t, int> seen_;
     bool recording_ = false;
+    // Split-K workspace of the tensor-core linear (zeroed when allocated; its counters return to zero).
+    growable mma_ws_;
+    bool mma_off_ = false;      // NIBBLE_LINEAR=stream: CUDA-core kernels only (A/B runs)
+    int64_t mma_min_rows_ = 3;  // NIBBLE_LINEAR=mma: tensor cores from 1 row
     // KV cache (layout in backend_ops.h, cuda_kv_cache), RoPE frequencies [hd/2], and the split-KV
     // attention's scratch (partial max, sum and output per split), all allocated by kv_init.
     cuda_kv_cache kv_;

@@ -1,5 +1,7 @@
 #include <cuda_bf16.h>
 
+#include <algorithm>
+
 #include "cuda/dequant.h"
 
 namespace nibble {
@@ -50,8 +52,9 @@ __global__ void mxfp4_dequant_kernel(const uint8_t* __restrict__ packed, const u
                                      int64_t n_blocks, uint16_t* __restrict__ out) {
     int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (b >= n_blocks) return;
+    // 2^(sb - 127) from its bits (exact for every byte; 2^-127 is the float32 subnormal 0x00400000).
     uint32_t sb = scales[b];
-    float s = sb == 255 ? __int_as_float(0x7FC00000) : exp2f(float(int(sb) - 127));
+    float s = sb == 255 ? __int_as_float(0x7FC00000) : __uint_as_float(sb == 0 ? 0x00400000u : sb << 23);
     uint4 q = reinterpret_cast<const uint4*>(packed)[b];
     uint32_t words[4] = {q.x, q.y, q.z, q.w};
     alignas(16) uint16_t v[32];
@@ -62,6 +65,27 @@ __global__ void mxfp4_dequant_kernel(const uint8_t* __restrict__ packed, const u
 #pragma unroll
     for (int i = 0; i < 4; ++i)
         reinterpret_cast<uint4*>(out + b * 32)[i] = reinterpret_cast<const uint4*>(v)[i];
+}
+
+// One thread per 16 bytes (one 16-byte load, two 16-byte stores); the last thread also takes the n % 16
+// tail one element at a time.
+__global__ void fp8_dequant_kernel(const uint8_t* __restrict__ q, int64_t n, uint16_t* __restrict__ out) {
+    int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t full = n / 16;
+    if (c < full) {
+        uint4 in = reinterpret_cast<const uint4*>(q)[c];
+        uint32_t words[4] = {in.x, in.y, in.z, in.w};
+        alignas(16) uint16_t v[16];
+#pragma unroll
+        for (int w = 0; w < 4; ++w)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) v[w * 4 + j] = bf16_bits(e4m3_value((words[w] >> (8 * j)) & 0xFF));
+        uint4* o = reinterpret_cast<uint4*>(out + c * 16);
+        o[0] = reinterpret_cast<const uint4*>(v)[0];
+        o[1] = reinterpret_cast<const uint4*>(v)[1];
+    }
+    if (c == full - (full > 0 ? 1 : 0))
+        for (int64_t i = full * 16; i < n; ++i) out[i] = bf16_bits(e4m3_value(q[i]));
 }
 
 }  // namespace
@@ -85,6 +109,15 @@ cudaError_t cuda_mxfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* sca
     const int threads = 256;
     mxfp4_dequant_kernel<<<unsigned((n_blocks + threads - 1) / threads), threads, 0, stream>>>(packed, scales,
                                                                                                n_blocks, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_fp8_dequantize_bf16(const uint8_t* q, int64_t n, uint16_t* out, cudaStream_t stream) {
+    if (n < 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    const int64_t threads_needed = std::max<int64_t>(n / 16, 1);
+    const int threads = 256;
+    fp8_dequant_kernel<<<unsigned((threads_needed + threads - 1) / threads), threads, 0, stream>>>(q, n, out);
     return cudaGetLastError();
 }
 

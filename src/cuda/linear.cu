@@ -1,5 +1,8 @@
-// Linear-layer kernels for cuda_backend: weight decoding to float32 and activation fake quantization (W4A4,
-// FP8), bit-exact with core/quant.cpp and cpu_quantize_activations. The GEMMs are in cuda_backend.cpp.
+// Linear-layer kernels for cuda_backend: activation fake quantization (W4A4, FP8), bit-exact with
+// core/quant.cpp and cpu_quantize_activations; the BF16 operands and the epilogue of the tensor-core
+// linear. The GEMMs are in cuda_backend.cpp.
+#include <cuda_bf16.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -79,41 +82,6 @@ __device__ __forceinline__ uint32_t e2m1_from_float(float x) {
     return sign | m;
 }
 
-__global__ void nvfp4_decode_kernel(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
-                                    float global, bool divide, float* out) {
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * k;
-         i += int64_t(gridDim.x) * blockDim.x) {
-        const int64_t r = i / k, j = i % k;
-        const float s = e4m3_value(scales[r * (k / 16) + j / 16]);
-        const float eff = divide ? s / global : s * global;
-        const uint8_t byte = packed[i / 2];
-        out[i] = e2m1_value((j & 1) ? byte >> 4 : byte & 15) * eff;
-    }
-}
-
-__global__ void mxfp4_decode_kernel(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
-                                    float* out) {
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * k;
-         i += int64_t(gridDim.x) * blockDim.x) {
-        const int64_t r = i / k, j = i % k;
-        const uint8_t sb = scales[r * (k / 32) + j / 32];
-        const float e = sb == 255 ? __int_as_float(0x7fc00000) : ldexpf(1.0f, int(sb) - 127);
-        const uint8_t byte = packed[i / 2];
-        out[i] = e2m1_value((j & 1) ? byte >> 4 : byte & 15) * e;
-    }
-}
-
-__global__ void fp8_decode_kernel(const uint8_t* q, const float* scales, int gran, int64_t n, int64_t k,
-                                  float* out) {
-    const int64_t bk = (k + 127) / 128;
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * k;
-         i += int64_t(gridDim.x) * blockDim.x) {
-        const int64_t r = i / k, j = i % k;
-        const float s = gran == 0 ? scales[0] : gran == 1 ? scales[r] : scales[(r / 128) * bk + j / 128];
-        out[i] = e4m3_value(q[i]) * s;
-    }
-}
-
 // One thread per 16-block: core/quant.cpp nvfp4_fake_quantize_activation, operation for operation.
 __global__ void nvfp4_fake_quantize_kernel(const float* x, int64_t n_blocks, float global, float* out) {
     for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < n_blocks;
@@ -156,32 +124,60 @@ __global__ void fp8_static_fake_quantize_kernel(const float* x, int64_t n, float
         out[i] = e4m3_value(e4m3_from_float_sat(x[i] / scale)) * scale;
 }
 
+__global__ void scale_to_bf16_kernel(const float* x, int64_t n, float mul, __nv_bfloat16* out) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x)
+        out[i] = __float2bfloat16_rn(x[i] * mul);
+}
+
+// One block per row: the row's absolute max (NaN ignored, as fmaxf does), then x / s rounded to BF16.
+__global__ void row_normalize_bf16_kernel(const float* x, int64_t k, float target, __nv_bfloat16* out,
+                                          float* row_scale) {
+    __shared__ float part[32];
+    const float* xr = x + blockIdx.x * k;
+    float a = 0;
+    for (int64_t j = threadIdx.x; j < k; j += blockDim.x) a = fmaxf(a, fabsf(xr[j]));
+    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = a;
+    __syncthreads();
+    a = part[0];
+    for (int i = 1; i < int(blockDim.x >> 5); ++i) a = fmaxf(a, part[i]);
+    const float s = a > 0 ? a / target : 1.0f;
+    for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
+        out[blockIdx.x * k + j] = __float2bfloat16_rn(xr[j] / s);
+    if (threadIdx.x == 0) row_scale[blockIdx.x] = s;
+}
+
+__global__ void split_bf16_block_scaled_kernel(const float* x, int64_t rows, int64_t k, const float* scales,
+                                               int64_t scale_stride, int64_t groups, __nv_bfloat16* out) {
+    const int64_t per_group = rows * k;
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < groups * per_group;
+         i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t g = i / per_group, e = i % per_group, j = e % k;
+        const float v = x[e] * scales[g * scale_stride + j / 128];
+        const __nv_bfloat16 h = __float2bfloat16_rn(v);
+        out[g * 2 * per_group + e] = h;
+        out[g * 2 * per_group + per_group + e] = __float2bfloat16_rn(v - __bfloat162float(h));
+    }
+}
+
+__global__ void linear_epilogue_kernel(const float* y, int parts, int64_t rows, int64_t n, int64_t block_cols,
+                                       const float* row_scale, const float* col_scale, const float* bias,
+                                       float* out) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * n;
+         i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t r = i / n, c = i % n;
+        const int64_t at = (c / block_cols) * block_cols * parts * rows + r * block_cols + c % block_cols;
+        float v = y[at];
+        for (int p = 1; p < parts; ++p) v += y[at + p * rows * block_cols];
+        if (row_scale) v *= row_scale[r];
+        if (col_scale) v *= col_scale[c];
+        if (bias) v += bias[c];
+        out[i] = v;
+    }
+}
+
 }  // namespace
-
-cudaError_t cuda_nvfp4_decode_f32(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
-                                  float global, bool divide_global, float* out, cudaStream_t st) {
-    if (n < 0 || k <= 0 || k % 16) return cudaErrorInvalidValue;
-    if (n == 0) return cudaSuccess;
-    nvfp4_decode_kernel<<<blocks_for(n * k), k_threads, 0, st>>>(packed, scales, n, k, global, divide_global,
-                                                                 out);
-    return cudaGetLastError();
-}
-
-cudaError_t cuda_mxfp4_decode_f32(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
-                                  float* out, cudaStream_t st) {
-    if (n < 0 || k <= 0 || k % 32) return cudaErrorInvalidValue;
-    if (n == 0) return cudaSuccess;
-    mxfp4_decode_kernel<<<blocks_for(n * k), k_threads, 0, st>>>(packed, scales, n, k, out);
-    return cudaGetLastError();
-}
-
-cudaError_t cuda_fp8_decode_f32(const uint8_t* q, const float* scales, int granularity, int64_t n, int64_t k,
-                                float* out, cudaStream_t st) {
-    if (n < 0 || k <= 0 || granularity < 0 || granularity > 2) return cudaErrorInvalidValue;
-    if (n == 0) return cudaSuccess;
-    fp8_decode_kernel<<<blocks_for(n * k), k_threads, 0, st>>>(q, scales, granularity, n, k, out);
-    return cudaGetLastError();
-}
 
 cudaError_t cuda_nvfp4_fake_quantize(const float* x, int64_t rows, int64_t k, float input_global, float* out,
                                      cudaStream_t st) {
@@ -207,6 +203,41 @@ cudaError_t cuda_fp8_static_fake_quantize(const float* x, int64_t n, float scale
     if (n < 0) return cudaErrorInvalidValue;
     if (n == 0) return cudaSuccess;
     fp8_static_fake_quantize_kernel<<<blocks_for(n), k_threads, 0, st>>>(x, n, scale, out);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_scale_to_bf16(const float* x, int64_t n, float mul, void* out, cudaStream_t st) {
+    if (n < 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    scale_to_bf16_kernel<<<blocks_for(n), k_threads, 0, st>>>(x, n, mul, static_cast<__nv_bfloat16*>(out));
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_row_normalize_bf16(const float* x, int64_t rows, int64_t k, float target, void* out,
+                                    float* row_scale, cudaStream_t st) {
+    if (rows < 0 || k <= 0 || rows > INT32_MAX || !(target > 0)) return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    row_normalize_bf16_kernel<<<unsigned(rows), k_threads, 0, st>>>(
+        x, k, target, static_cast<__nv_bfloat16*>(out), row_scale);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_split_bf16_block_scaled(const float* x, int64_t rows, int64_t k, const float* scales,
+                                         int64_t scale_stride, int64_t groups, void* out, cudaStream_t st) {
+    if (rows < 0 || k <= 0 || groups < 0 || scale_stride < (k + 127) / 128) return cudaErrorInvalidValue;
+    if (rows == 0 || groups == 0) return cudaSuccess;
+    split_bf16_block_scaled_kernel<<<blocks_for(groups * rows * k), k_threads, 0, st>>>(
+        x, rows, k, scales, scale_stride, groups, static_cast<__nv_bfloat16*>(out));
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_linear_epilogue(const float* y, int parts, int64_t rows, int64_t n, int64_t block_cols,
+                                 const float* row_scale, const float* col_scale, const float* bias,
+                                 float* out, cudaStream_t st) {
+    if (parts < 1 || rows < 0 || n < 0 || block_cols <= 0) return cudaErrorInvalidValue;
+    if (rows == 0 || n == 0) return cudaSuccess;
+    linear_epilogue_kernel<<<blocks_for(rows * n), k_threads, 0, st>>>(y, parts, rows, n, block_cols,
+                                                                       row_scale, col_scale, bias, out);
     return cudaGetLastError();
 }
 

@@ -18,6 +18,11 @@
 // plus x and y in the kernel's own types (nibble: float32 x and y; cuBLASLt BF16: BF16 x and y; cuBLASLt
 // FP8: E4M3 x, BF16 y, two float scales).
 //
+// cuBLASLt rows try several configurations (linear_bench.cu says which, in order) and report the first
+// that runs; when that is not the nominal one (FP8: FP32 output instead of BF16, or the batch padded to
+// a multiple of 16 because cuBLASLt rejects the batch itself) the row's note says so, and its time and
+// bytes are those of the GEMM that ran (the padded batch's x and y, FP32 y).
+//
 // Contract: n >= 1, k >= 32 with k % 32 == 0, every m >= 1, reps >= 1, and a CUDA device (device 0).
 // Failures (a shape cuBLASLt rejects, a nibble layer that throws, an allocation that fails) come back
 // as rows with ok = false and the reason; only a broken contract throws.
@@ -37,7 +42,7 @@ enum linear_bench_kernel : uint8_t {
     linear_bench_nibble_fp8_w8a8,     // FP8 E4M3, per-channel scales, dynamic per-token FP8 activations
     linear_bench_nibble_bf16,         // dense BF16
     linear_bench_cublaslt_bf16,       // cuBLASLt BF16 x BF16 -> BF16, FP32 accumulation
-    linear_bench_cublaslt_fp8,        // cuBLASLt E4M3 x E4M3 -> BF16, per-tensor scales, TN
+    linear_bench_cublaslt_fp8,        // cuBLASLt E4M3 x E4M3 -> BF16, per-tensor scales, TN (see note)
     linear_bench_kernel_count,
 };
 
@@ -53,6 +58,7 @@ struct linear_bench_result {
     linear_bench_kernel kernel = linear_bench_nibble_nvfp4_w4a16;
     bool ok = false;
     std::string error;   // why there is no time (ok = false)
+    std::string note;    // ok rows: how a cuBLASLt row differs from its nominal form (padded batch, ...)
     double seconds = 0;  // median time per launch
     double bytes = 0;    // bytes one launch has to move (see above)
     int copies = 0;      // weight copies rotated

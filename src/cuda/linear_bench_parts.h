@@ -40,7 +40,9 @@ int linear_bench_copies(double bytes, size_t l2_bytes);
 double linear_bench_time_rotated(int n_copies, int reps, cudaStream_t st,
                                  const std::function<void(int)>& launch);
 
-// Appends one row per batch of cuBLASLt BF16 (fp8 false) or FP8 (fp8 true) on W [n, k].
+// Appends one row per batch of cuBLASLt BF16 (fp8 false) or FP8 (fp8 true) on W [n, k]: the first
+// configuration cuBLASLt runs (its note says how it differs from the nominal one), or, when it rejects
+// them all, an error naming every configuration's layout and cuBLASLt's statuses.
 void linear_bench_cublaslt(bool fp8, int64_t n, int64_t k, const std::vector<int64_t>& batches, int reps,
                            size_t l2_bytes, std::vector<linear_bench_result>& out);
 

@@ -378,7 +378,8 @@ TEST(cuda_backend, linear_every_format) {
         std::vector<int64_t> rows;
     };
     for (const shape& sh :
-         {shape{67, 160, {1, 5, 16, 17, 40}}, shape{300, 4096, {1, 3, 8}}, shape{45, 12288, {2, 16}}})
+         {shape{67, 160, {1, 5, 16, 17, 40}}, shape{300, 4096, {1, 3, 8}}, shape{45, 12288, {2, 16}},
+          shape{256, 256, {1, 6, 8, 9}}, shape{128, 512, {6, 12}}})
         for (int64_t rows : sh.rows) {
             const int64_t n = sh.n, k = sh.k;
             check_linear(make_linear(weight_format_dense, act_format_none, n, k, seed++), rows, seed++,

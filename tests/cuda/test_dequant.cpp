@@ -1,7 +1,9 @@
 // CUDA dequantization kernels against the CPU reference (core/quant.h + one BF16 rounding).
-// Error bound: 0 — the kernels use the same F32 operations in the same order, so results are bit-exact.
+// Error bound: 0 — the kernels use the same F32 operations in the same order, so results are bit-exact;
+// MXFP4 (every scale byte) and unscaled FP8 (every code) also equal the float32 values exactly.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -64,11 +66,62 @@ TEST(cuda_dequant, mxfp4_bf16_matches_cpu_bit_exact) {
     for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], bf16_from_float(ref[i])) << i;
 }
 
+// Every scale byte but 255 (NaN), 0 (2^-127, a float32 subnormal) included: the decode is the exact
+// weight for all of them (dequant.h), which the tensor-core linear relies on.
+TEST(cuda_dequant, mxfp4_bf16_every_scale_byte) {
+    REQUIRE_GPU();
+    std::mt19937 rng(7);
+    const int64_t n = 255, k = 64;
+    std::vector<uint8_t> packed(size_t(n * k / 2)), scales(size_t(n * k / 32));
+    for (auto& b : packed) b = uint8_t(rng());
+    for (size_t i = 0; i < scales.size(); ++i) scales[i] = uint8_t(i / 2);  // row r: both blocks byte r
+    std::vector<float> ref(size_t(n * k));
+    mxfp4_dequantize(packed.data(), scales.data(), n, k, ref.data());
+    device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
+    device_buffer<uint16_t> dout(size_t(n * k));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cuda_mxfp4_dequantize_bf16(dp.p, ds.p, n, k, dout.p, nullptr));
+    std::vector<uint16_t> got(size_t(n * k));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i], bf16_from_float(ref[i])) << "scale byte " << i / size_t(k) << ", element " << i;
+        if (std::isfinite(ref[i])) {
+            ASSERT_EQ(bf16_to_float(got[i]), ref[i]) << "not exact: element " << i;
+        }
+    }
+}
+
+// Every E4M3 code, at lengths around the 16-element vector width (the scalar tail): exact values,
+// NaN for 0x7F / 0xFF.
+TEST(cuda_dequant, fp8_bf16_every_code_exact) {
+    REQUIRE_GPU();
+    std::mt19937 rng(11);
+    for (int64_t n : {1, 15, 16, 17, 256, 4096 + 5}) {
+        std::vector<uint8_t> q(static_cast<size_t>(n));
+        for (size_t i = 0; i < q.size(); ++i) q[i] = n >= 256 ? uint8_t(i) : uint8_t(rng());
+        device_buffer<uint8_t> dq(q.size());
+        device_buffer<uint16_t> dout(q.size());
+        NIBBLE_CUDA_CHECK(cudaMemcpy(dq.p, q.data(), q.size(), cudaMemcpyHostToDevice));
+        NIBBLE_CUDA_CHECK(cuda_fp8_dequantize_bf16(dq.p, n, dout.p, nullptr));
+        std::vector<uint16_t> got(q.size());
+        NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < got.size(); ++i) {
+            const float want = e4m3_to_float(q[i]);
+            if (std::isnan(want))
+                ASSERT_TRUE(std::isnan(bf16_to_float(got[i]))) << "n=" << n << " code " << int(q[i]);
+            else
+                ASSERT_EQ(bf16_to_float(got[i]), want) << "n=" << n << " code " << int(q[i]);
+        }
+    }
+}
+
 TEST(cuda_dequant, rejects_bad_block_multiple) {
     REQUIRE_GPU();
     EXPECT_EQ(cuda_nvfp4_dequantize_bf16(nullptr, nullptr, 1, 24, 1.0f, true, nullptr, nullptr),
               cudaErrorInvalidValue);
     EXPECT_EQ(cuda_mxfp4_dequantize_bf16(nullptr, nullptr, 1, 48, nullptr, nullptr), cudaErrorInvalidValue);
+    EXPECT_EQ(cuda_fp8_dequantize_bf16(nullptr, -1, nullptr, nullptr), cudaErrorInvalidValue);
 }
 
 TEST(cuda_device, query) {

@@ -1,0 +1,488 @@
+// Tensor-core decode linear (see linear_mma.h for the contract).
+//
+// Why: on CUDA cores NVFP4 costs ~3 instructions per weight (decode, convert, FMA) and reached only 34-51 %
+// of the H200's copy bandwidth at m = 1 (linear_stream.cu), and every extra batch row adds an FMA per weight.
+// Here a weight costs its decode (2 integer ops per pair) and one HMUL2 per pair for the block scale, and
+// 16 batch rows share each mma.
+//
+// Design:
+// - mma.sync.m16n8k16 (FP16 in, FP32 accumulate) with A = x (the 16 rows of the batch, zero-padded) and
+//   B = W (8 weight rows per n8 tile). A warp owns 16 weight rows (two n8 tiles), a block of 8 warps 128 rows
+//   of one part, over a slice of k (split-K when there are too few row blocks to fill the GPU: the slices'
+//   FP32 partial sums go to a workspace and the last block of a row block adds them in slice order, so the
+//   result is deterministic).
+// - Fragments are built from what a thread loads itself: lane (g, t) reads 16 contiguous bytes of weight
+//   rows g and g + 8 per item (NVFP4: 32 k, FP8: 16 k), and uses its own values for the k-slots of its
+//   fragments. The dot product does not care which physical k a slot holds as long as A and B agree, so
+//   x's fragments are staged in shared memory with the same permutation (kslot below).
+// - NVFP4: two E2M1 codes -> half2 (e2m1 × 2^-14, exact, kernel_util.cuh), times the block's E4M3 scale as
+//   half2: e2m1 × e4m3 × 2^-14 is exact in FP16 (at most 6 significant bits, multiples of 2^-24, < 2^-2).
+//   FP8: cvt.rn.f16x2.e4m3x2, exact. Per-tensor / per-channel multipliers are applied to the outputs.
+// - x: per 4-item chunk and batch row, a power of two 2^e brings the row's amax to [2^14, 2^15); x·2^-e is
+//   split into hi = fp16(x·2^-e) and lo = fp16(x·2^-e - hi) (|x - (hi + lo)·2^e| <= 2^-22 |x| for all but
+//   values below 2^-28 of the amax), each chunk's sums are scaled back by 2^e in FP32.
+// - Weights are loaded into registers 4 items at a time, the next 4 while x is staged and the current
+//   4 are computed.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/kernel_util.cuh"
+#include "cuda/linear_mma.h"
+
+namespace nibble {
+
+namespace {
+
+using namespace kernel;
+
+constexpr int k_threads = 256;
+constexpr int k_warps = k_threads / 32;
+constexpr int k_block_rows = 16 * k_warps;
+constexpr int k_group = 4;        // items per register batch
+constexpr int k_chunk_items = 4;  // items per x staging chunk
+constexpr int k_max_splits = 32;
+// Split-K counters sit at the start of the workspace, one per row block, at the same place for every launch
+// (each launch leaves its counters zero for the next, whatever its m and shapes); the partial sums follow.
+constexpr int k_max_counters = 16384;
+constexpr size_t k_counter_bytes = size_t(k_max_counters) * sizeof(unsigned);
+
+template <int FMT>
+struct mma_traits;
+template <>
+struct mma_traits<cuda_stream_nvfp4> {
+    static constexpr int ITEM_K = 128, MMAS = 8;  // k per item (4 lanes × 32), mma k-steps per item
+};
+template <>
+struct mma_traits<cuda_stream_fp8> {
+    static constexpr int ITEM_K = 64, MMAS = 4;
+};
+
+// Physical k (within an item) of fragment slot p (0..3: B register 0 halves 0, 1, register 1 halves 0, 1;
+// the same k-slots in A's registers) of mma j for lane column t. NVFP4: lane t's word w (8 codes, k =
+// 32t + 8w + q) decodes into pairs (q, q + 4); pairs (0,4), (1,5) feed mma 2w, (2,6), (3,7) mma 2w + 1.
+// FP8: k = 16t + 4j + p.
+template <int FMT>
+__device__ __forceinline__ int kslot(int t, int j, int p) {
+    if constexpr (FMT == cuda_stream_nvfp4)
+        return 32 * t + 8 * (j / 2) + 2 * (j % 2) + ((p & 1) ? 4 : 0) + (p >> 1);
+    else
+        return 16 * t + 4 * j + p;
+}
+
+// Column of chunk position kk in the raw x copy: one float of padding per lane column's span (32 k for
+// NVFP4, 16 for FP8), so the 32 lanes' reads of one fragment entry hit distinct banks (with RS below).
+template <int FMT>
+__device__ __forceinline__ int raw_col(int kk) {
+    return kk + kk / (FMT == cuda_stream_nvfp4 ? 32 : 16);
+}
+
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint4& a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
+    __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+    return *reinterpret_cast<const uint32_t*>(&r);
+}
+
+// Two E2M1 codes at bits 15:12 and 31:28 of q -> their half2 bits (value × 2^-14).
+__device__ __forceinline__ uint32_t e2m1x2_bits(uint32_t q) {
+    return (q & 0x80008000u) | ((q & 0x70007000u) >> 3);
+}
+
+// Two E4M3 bytes (low 16 bits) -> half2 bits, exact.
+__device__ __forceinline__ uint32_t e4m3x2_half2(uint32_t b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    uint32_t h;
+    asm("{\n\t.reg .b16 lo;\n\tcvt.u16.u32 lo, %1;\n\tcvt.rn.f16x2.e4m3x2 %0, lo;\n\t}" : "=r"(h) : "r"(b));
+    return h;
+#else
+    __half2 r = __floats2half2_rn(e4m3_value(b & 0xFF), e4m3_value((b >> 8) & 0xFF));
+    return *reinterpret_cast<const uint32_t*>(&r);
+#endif
+}
+
+struct mma_part {
+    const uint8_t* w;
+    const uint8_t* block_scales;
+    const float* fp8_scales;
+    float out_mul;
+    int n;
+    const float* bias;
+    float* y;
+    int rb0;   // first row block of this part
+    int row0;  // first row of this part in the workspace's concatenated rows
+};
+
+struct mma_args {
+    const float* x;
+    int m, k;
+    mma_part p[cuda_stream_max_parts];
+    int n_parts;
+    int gran;
+    int items;           // k / ITEM_K
+    int splits;          // slices of k
+    int split_items;     // items per slice (the last may have fewer)
+    int n_total;         // rows of all parts
+    float* partial;      // [splits][m][n_total]
+    unsigned* counters;  // [row blocks], at the workspace's start
+};
+
+template <int FMT>
+__global__ void __launch_bounds__(k_threads, 2) mma_kernel(const __grid_constant__ mma_args a) {
+    using T = mma_traits<FMT>;
+    constexpr int IK = T::ITEM_K, MMAS = T::MMAS, CK = k_chunk_items * IK;
+    // Floats per batch row of `raw`: the padded chunk, ≡ 20 (mod 32) so rows g = 0..7 fall on distinct banks.
+    constexpr int RS = CK + CK / (FMT == cuda_stream_nvfp4 ? 32 : 16) + 4;
+    extern __shared__ uint4 smem[];
+    uint4* frag_hi = smem;                                                        // [chunk item][mma][lane]
+    uint4* frag_lo = smem + k_chunk_items * MMAS * 32;                            // same
+    float* raw = reinterpret_cast<float*>(smem + 2 * k_chunk_items * MMAS * 32);  // [16][RS]
+    __shared__ int row_exp[16];
+    __shared__ bool is_last;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int rb = blockIdx.x, split = blockIdx.y;
+    int pi = 0;
+    while (pi + 1 < a.n_parts && rb >= a.p[pi + 1].rb0) ++pi;
+    const mma_part& P = a.p[pi];
+    const int row_base = (rb - P.rb0) * k_block_rows + warp * 16;  // the warp's first row in the part
+    const int item0 = split * a.split_items, item1 = min(a.items, item0 + a.split_items);
+    const int n_it = item1 - item0;
+
+    // Row r (0: g, 1: g + 8) of the warp; rows past n read row 0 (never written out).
+    int wrow[2];
+    for (int r = 0; r < 2; ++r) wrow[r] = row_base + 8 * r + g < P.n ? row_base + 8 * r + g : 0;
+    const int64_t row_bytes = FMT == cuda_stream_nvfp4 ? a.k / 2 : a.k;
+
+    uint4 wa[k_group][2], wb[k_group][2];
+    uint32_t sa[k_group][2] = {}, sb[k_group][2] = {};
+    auto load = [&](int it_rel, uint4(&w)[k_group][2], uint32_t(&s)[k_group][2]) {
+#pragma unroll
+        for (int q = 0; q < k_group; ++q) {
+            const int it = item0 + it_rel + q;
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                if (it_rel + q < n_it) {
+                    // 64 bytes of the row per item (NVFP4: 128 k, FP8: 64 k), 16 per lane column.
+                    const uint8_t* src = P.w + int64_t(wrow[r]) * row_bytes + int64_t(it) * 64 + 16 * t;
+                    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                        : "=r"(w[q][r].x), "=r"(w[q][r].y), "=r"(w[q][r].z), "=r"(w[q][r].w)
+                        : "l"(src));
+                    if constexpr (FMT == cuda_stream_nvfp4) {
+                        uint32_t v;
+                        asm("ld.global.nc.L1::no_allocate.u16 %0, [%1];"
+                            : "=r"(v)
+                            : "l"(P.block_scales + int64_t(wrow[r]) * (a.k / 16) + int64_t(it) * 8 + 2 * t));
+                        s[q][r] = e4m3x2_half2(v);
+                    }
+                } else {
+                    w[q][r] = make_uint4(0, 0, 0, 0);
+                    s[q][r] = 0;
+                }
+            }
+        }
+    };
+
+    grid_dependency_trigger();
+    load(0, wa, sa);  // weights do not depend on the previous kernel
+    grid_dependency_wait();
+
+    float acc[2][4] = {};
+    for (int c0 = 0; c0 < n_it; c0 += k_chunk_items) {
+        const int c_items = min(k_chunk_items, n_it - c0);
+        const int kc0 = (item0 + c0) * IK;
+        // The next chunk's weights are requested before this chunk's x is staged (one chunk is one
+        // register batch), so their latency overlaps the staging as well as the mma work.
+        static_assert(k_chunk_items == k_group, "one register batch per x chunk");
+        if (c0 + k_group < n_it) load(c0 + k_group, wb, sb);
+        // Stage x[m, chunk]: warp w copies batch rows 2w, 2w + 1 (if < m) to `raw` and takes their amax;
+        // then every thread builds whole fragment entries (item, mma, lane) from `raw`.
+        __syncthreads();  // the previous chunk's fragments and raw x are no longer read
+        if (threadIdx.x < 16 && int(threadIdx.x) >= a.m) row_exp[threadIdx.x] = 0;  // padding rows
+        constexpr int F4 = CK / 4 / 32;                                             // float4 per lane and row
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            const int r = 2 * warp + rr;
+            if (r >= a.m) break;
+            float mx = 0.0f;
+#pragma unroll
+            for (int f = 0; f < F4; ++f) {
+                const int kk = (f * 32 + lane) * 4;
+                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (kk < c_items * IK)
+                    v = *reinterpret_cast<const float4*>(a.x + int64_t(r) * a.k + kc0 + kk);
+                mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+                float* d = raw + r * RS + raw_col<FMT>(kk);
+                d[0] = v.x, d[1] = v.y, d[2] = v.z, d[3] = v.w;
+            }
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, off));
+            if (lane == 0) row_exp[r] = mx > 0.0f ? max(ilogbf(mx) - 14, -100) : 0;
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < c_items * MMAS * 32; i += k_threads) {
+            const int ln = i & 31, j = (i >> 5) % MMAS, ci = (i >> 5) / MMAS;
+            const int gg = ln >> 2, tt = ln & 3;
+            uint4 hi = make_uint4(0, 0, 0, 0), lo = hi;
+            if (gg < a.m) {
+                float v[2][4];
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int r = gg + 8 * h;
+                    const float inv = r < a.m ? ldexpf(1.0f, -row_exp[r]) : 0.0f;
+#pragma unroll
+                    for (int p = 0; p < 4; ++p)
+                        v[h][p] =
+                            r < a.m ? raw[r * RS + raw_col<FMT>(ci * IK + kslot<FMT>(tt, j, p))] * inv : 0.0f;
+                }
+                // A registers: 0 (row g, slots 0/1), 1 (row g + 8, slots 0/1), 2 (row g, 2/3), 3 (row g + 8).
+                uint32_t* hr = reinterpret_cast<uint32_t*>(&hi);
+                uint32_t* lr = reinterpret_cast<uint32_t*>(&lo);
+#pragma unroll
+                for (int reg = 0; reg < 4; ++reg) {
+                    const float a0 = v[reg & 1][(reg >> 1) * 2], a1 = v[reg & 1][(reg >> 1) * 2 + 1];
+                    const __half2 h2 = __floats2half2_rn(a0, a1);
+                    const float2 hf = __half22float2(h2);
+                    const __half2 l2 = __floats2half2_rn(a0 - hf.x, a1 - hf.y);
+                    hr[reg] = *reinterpret_cast<const uint32_t*>(&h2);
+                    lr[reg] = *reinterpret_cast<const uint32_t*>(&l2);
+                }
+            }
+            frag_hi[i] = hi;
+            frag_lo[i] = lo;
+        }
+        __syncthreads();
+
+        float cc[2][4] = {};
+        for (int ci = 0; ci < c_items; ci += k_group) {
+#pragma unroll
+            for (int q = 0; q < k_group; ++q) {
+                if (ci + q >= c_items) break;
+#pragma unroll
+                for (int j = 0; j < MMAS; ++j) {
+                    const uint4 ah = frag_hi[((ci + q) * MMAS + j) * 32 + lane];
+                    const uint4 al = frag_lo[((ci + q) * MMAS + j) * 32 + lane];
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        uint32_t b0, b1;
+                        const uint32_t word = reinterpret_cast<const uint32_t*>(
+                            &wa[q][r])[FMT == cuda_stream_nvfp4 ? j / 2 : j];
+                        if constexpr (FMT == cuda_stream_nvfp4) {
+                            const uint32_t s2 = (j / 4) == 0 ? __byte_perm(sa[q][r], 0, 0x1010)
+                                                             : __byte_perm(sa[q][r], 0, 0x3232);
+                            const int sh = (j % 2) ? 4 : 12;  // pairs (0,4),(1,5) for even j; (2,6),(3,7) odd
+                            b0 = hmul2_bits(e2m1x2_bits(word << sh), s2);
+                            b1 = hmul2_bits(e2m1x2_bits(word << (sh - 4)), s2);
+                        } else {
+                            b0 = e4m3x2_half2(word);
+                            b1 = e4m3x2_half2(word >> 16);
+                        }
+                        mma16816(cc[r], ah, b0, b1);
+                        mma16816(cc[r], al, b0, b1);
+                    }
+                }
+            }
+#pragma unroll
+            for (int q = 0; q < k_group; ++q)
+#pragma unroll
+                for (int r = 0; r < 2; ++r) wa[q][r] = wb[q][r], sa[q][r] = sb[q][r];
+        }
+        // Scale this chunk's sums back: c0, c1 are batch row g, c2, c3 batch row g + 8.
+        const float s_lo = ldexpf(1.0f, row_exp[g]), s_hi = ldexpf(1.0f, row_exp[g + 8]);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            acc[r][0] = fmaf(cc[r][0], s_lo, acc[r][0]);
+            acc[r][1] = fmaf(cc[r][1], s_lo, acc[r][1]);
+            acc[r][2] = fmaf(cc[r][2], s_hi, acc[r][2]);
+            acc[r][3] = fmaf(cc[r][3], s_hi, acc[r][3]);
+        }
+    }
+
+    // Outputs of this thread: batch rows g, g + 8; weight rows row_base + 8r + 2t + {0, 1}.
+    auto final_value = [&](float v, int row) {
+        float mul = P.out_mul;
+        if (P.fp8_scales) mul *= P.fp8_scales[a.gran == cuda_stream_scale_channel ? row : 0];
+        return fmaf(v, mul, P.bias ? P.bias[row] : 0.0f);
+    };
+    if (a.splits == 1) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int b = g + (e >= 2 ? 8 : 0), row = row_base + 8 * r + 2 * t + (e & 1);
+                if (b < a.m && row < P.n) P.y[int64_t(b) * P.n + row] = final_value(acc[r][e], row);
+            }
+        return;
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int b = g + (e >= 2 ? 8 : 0), row = row_base + 8 * r + 2 * t + (e & 1);
+            if (b < a.m && row < P.n)
+                a.partial[(int64_t(split) * a.m + b) * a.n_total + P.row0 + row] = acc[r][e];
+        }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) is_last = atomicAdd(a.counters + rb, 1u) == unsigned(a.splits - 1);
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    const int rows0 = (rb - P.rb0) * k_block_rows;
+    for (int i = threadIdx.x; i < a.m * k_block_rows; i += k_threads) {
+        const int b = i / k_block_rows, row = rows0 + i % k_block_rows;
+        if (row >= P.n) continue;
+        float v = 0.0f;
+        for (int s = 0; s < a.splits; ++s)
+            v += __ldcg(a.partial + (int64_t(s) * a.m + b) * a.n_total + P.row0 + row);
+        P.y[int64_t(b) * P.n + row] = final_value(v, row);
+    }
+    if (threadIdx.x == 0) a.counters[rb] = 0;  // ready for the next launch (graph replays too)
+}
+
+template <int FMT>
+constexpr size_t frag_smem() {
+    constexpr int CK = k_chunk_items * mma_traits<FMT>::ITEM_K;
+    constexpr int RS = CK + CK / (FMT == cuda_stream_nvfp4 ? 32 : 16) + 4;
+    return size_t(2) * k_chunk_items * mma_traits<FMT>::MMAS * 32 * sizeof(uint4) +
+           size_t(16) * RS * sizeof(float);
+}
+
+template <int FMT>
+cudaError_t launch(cudaLaunchConfig_t cfg, const mma_args& a) {
+    static const cudaError_t set = cudaFuncSetAttribute(
+        mma_kernel<FMT>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(frag_smem<FMT>()));
+    if (set != cudaSuccess) return set;
+    cfg.dynamicSmemBytes = frag_smem<FMT>();
+    return cudaLaunchKernelEx(&cfg, mma_kernel<FMT>, a);
+}
+
+int item_k(cuda_stream_format f) {
+    return f == cuda_stream_nvfp4 ? 128 : 64;
+}
+
+// The split of k that best fills `slots` resident blocks with `row_blocks` row blocks.
+int choose_splits(int row_blocks, int items, int slots) {
+    int best = 1;
+    double best_eff = 0;
+    for (int s = 1; s <= std::min(k_max_splits, items); ++s) {
+        const int per = (items + s - 1) / s;
+        const int real = (items + per - 1) / per;
+        const double x = double(row_blocks) * real / slots, eff = x / std::ceil(x);
+        if (eff > best_eff + 0.05) best_eff = eff, best = real;
+        if (eff >= 0.9) break;
+    }
+    return best;
+}
+
+struct plan {
+    int row_blocks = 0, items = 0, splits = 1, split_items = 0, n_total = 0;
+};
+
+cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, plan& pl) {
+    const cuda_stream_weight& w0 = parts[0].w;
+    pl = plan{};
+    for (int i = 0; i < n_parts; ++i) {
+        pl.row_blocks += int((parts[i].w.n + k_block_rows - 1) / k_block_rows);
+        pl.n_total += int(parts[i].w.n);
+    }
+    pl.items = int(w0.k / item_k(w0.format));
+    int dev = 0, n_sm = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
+    if (e != cudaSuccess) return e;
+    pl.splits = pl.row_blocks > k_max_counters ? 1 : choose_splits(pl.row_blocks, pl.items, 2 * n_sm);
+    pl.split_items = (pl.items + pl.splits - 1) / pl.splits;
+    return cudaSuccess;
+}
+
+}  // namespace
+
+bool cuda_linear_mma_supports(const cuda_stream_weight& w) {
+    if (w.k <= 0 || w.k > INT32_MAX / 2 || w.n > INT32_MAX / 2) return false;
+    if (w.format == cuda_stream_nvfp4) return w.k % 128 == 0;
+    if (w.format == cuda_stream_fp8) return w.k % 64 == 0 && w.fp8_granularity != cuda_stream_scale_block;
+    return false;
+}
+
+size_t cuda_linear_mma_workspace_bytes(int64_t m, const cuda_stream_part* parts, int n_parts) {
+    plan pl;
+    if (n_parts < 1 || make_plan(m, parts, n_parts, pl) != cudaSuccess || pl.splits == 1) return 0;
+    return k_counter_bytes + size_t(pl.splits) * size_t(m) * size_t(pl.n_total) * sizeof(float);
+}
+
+cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts,
+                                  void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+    if (m < 1 || m > 16 || n_parts < 1 || n_parts > cuda_stream_max_parts || !parts ||
+        reinterpret_cast<uintptr_t>(x) % 16)
+        return cudaErrorInvalidValue;
+    const cuda_stream_weight& w0 = parts[0].w;
+    if (!cuda_linear_mma_supports(w0)) return cudaErrorInvalidValue;
+    mma_args a{};
+    a.x = x;
+    a.m = int(m);
+    a.k = int(w0.k);
+    a.n_parts = n_parts;
+    a.gran = int(w0.fp8_granularity);
+    int rb = 0, row0 = 0;
+    for (int i = 0; i < n_parts; ++i) {
+        const cuda_stream_weight& w = parts[i].w;
+        if (w.format != w0.format || w.k != w0.k || w.fp8_granularity != w0.fp8_granularity || w.n < 0 ||
+            !parts[i].y || reinterpret_cast<uintptr_t>(w.data) % 16 ||
+            (w.format == cuda_stream_nvfp4 &&
+             (!w.block_scales || reinterpret_cast<uintptr_t>(w.block_scales) % 2)) ||
+            (w.format == cuda_stream_fp8 && !w.fp8_scales))
+            return cudaErrorInvalidValue;
+        mma_part& p = a.p[i];
+        p.w = static_cast<const uint8_t*>(w.data);
+        p.block_scales = w.block_scales;
+        p.fp8_scales = w.format == cuda_stream_fp8 ? w.fp8_scales : nullptr;
+        p.out_mul = w.format == cuda_stream_nvfp4 ? w.global_mul * 16384.0f : 1.0f;  // 2^14: the half2 decode
+        p.n = int(w.n);
+        p.bias = parts[i].bias;
+        p.y = parts[i].y;
+        p.rb0 = rb;
+        p.row0 = row0;
+        rb += int((w.n + k_block_rows - 1) / k_block_rows);
+        row0 += int(w.n);
+    }
+    if (rb == 0) return cudaSuccess;
+    plan pl;
+    cudaError_t e = make_plan(m, parts, n_parts, pl);
+    if (e != cudaSuccess) return e;
+    a.items = pl.items;
+    a.splits = pl.splits;
+    a.split_items = pl.split_items;
+    a.n_total = pl.n_total;
+    if (pl.splits > 1) {
+        const size_t need = cuda_linear_mma_workspace_bytes(m, parts, n_parts);
+        if (!workspace || workspace_bytes < need || reinterpret_cast<uintptr_t>(workspace) % 16)
+            return cudaErrorInvalidValue;
+        a.counters = static_cast<unsigned*>(workspace);
+        a.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + k_counter_bytes);
+    }
+    int major = 0, dev = 0;
+    e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e != cudaSuccess) return e;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(unsigned(rb), unsigned(pl.splits));
+    cfg.blockDim = dim3(k_threads);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = major >= 9 && !pdl_disabled() ? 1 : 0;
+    if (w0.format == cuda_stream_nvfp4) return launch<cuda_stream_nvfp4>(cfg, a);
+    return launch<cuda_stream_fp8>(cfg, a);
+}
+
+}  // namespace nibble

@@ -1,0 +1,30 @@
+// Tensor-core decode linear for batches m = 1..16: NVFP4 or FP8 (tensor / channel scales) weights,
+// dequantized in registers to exact FP16 fragments, times FP32 activations split into FP16 hi + lo parts
+// (two mma.sync per step, FP32 accumulation), so the result tracks the FP32 CUDA-core kernels
+// (linear_stream.h) to ~2^-21 per activation.
+//
+//   parts[i].y[m, n_i] = x[m, k] · W_iᵀ · multiplier (+ bias)
+//
+// Weight layouts as linear_stream.h (the checkpoint's own). Contract: 1 <= m <= 16; 1 <= n_parts <= 3 parts
+// sharing format, k and FP8 granularity; nvfp4: k % 128 == 0; fp8: k % 64 == 0 and tensor or channel
+// scales (block scales are not taken); pointers 16-byte aligned (NVFP4 scales: 2-byte); otherwise
+// cudaErrorInvalidValue. `workspace` must hold cuda_linear_mma_workspace_bytes(...) bytes and be zeroed once
+// when allocated: its start holds split-K counters that every launch leaves zero again, whatever its shapes
+// (so one workspace serves every layer). Deterministic.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/linear_stream.h"
+
+namespace nibble {
+
+bool cuda_linear_mma_supports(const cuda_stream_weight& w);
+// Workspace for split-K partial sums and their counters (0 when no split is needed).
+size_t cuda_linear_mma_workspace_bytes(int64_t m, const cuda_stream_part* parts, int n_parts);
+cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts,
+                                  void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace nibble

@@ -1,0 +1,227 @@
+// The tensor-core linear (cuda_backend::linear_tensor_core, rows > 16) against cpu_backend::linear: every
+// weight format and activation scheme, FP8 per tensor / channel / 128x128 block, odd shapes (partial
+// 128-row weight blocks, k not a multiple of 128), and the same with a small scratch limit so that the
+// work is cut into row chunks and groups of weight blocks. SKIPPED without a GPU.
+//
+// Bound (as linear_every_format in test_cuda_backend.cpp): per output |gpu - cpu| <= 1e-5 · Σ_j |x_j·w_j| +
+// 1e-6, over the activations the layer multiplies (fake-quantized) and the decoded weights. Sources: the
+// weights are exact in BF16 (dequant.h) and their scales are applied in float32 (a few 2^-24 roundings);
+// split activations (weight-only, FP8 per-group, FP8 block scales) carry |x - hi - lo| <= 2^-17 |x| =
+// 7.6e-6 |x|; exact activations (W4A4, FP8 per token / static) none; the rest is float32 summation order
+// (tensor-core FP32 accumulation vs the CPU's 8-way dot). The worst ratio per case is printed.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/formats.h"
+#include "core/quant.h"
+#include "cpu/cpu_backend.h"
+#include "cuda/cuda_backend.h"
+#include "cuda_test_util.h"
+
+using namespace nibble;
+
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
+    std::mt19937 g(seed);
+    std::normal_distribution<float> d(0.0f, sd);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(g);
+    return v;
+}
+
+tensor_view view_of(const uint8_t* data, size_t n_bytes, dtype ty, std::vector<int64_t> shape) {
+    tensor_view t;
+    t.type = ty;
+    t.shape = std::move(shape);
+    t.data = data;
+    t.n_bytes = n_bytes;
+    return t;
+}
+
+struct scheme {
+    const char* name;
+    weight_format format;
+    act_format act;
+    fp8_granularity gran = fp8_granularity_tensor;
+    nvfp4_convention conv = nvfp4_convention_ct;
+    dtype dense = dtype_bf16;
+    bool bias = false;
+};
+
+// A linear layer with its host storage (kept alive as long as a backend that uploaded it).
+struct test_linear {
+    linear_weight w;
+    std::vector<uint8_t> packed, scales, bias_bytes;
+    std::vector<float> dense;
+};
+
+test_linear make_linear(const scheme& sc, int64_t n, int64_t k, uint32_t seed) {
+    test_linear t;
+    t.w.name = sc.name;
+    t.w.format = sc.format;
+    t.w.act = sc.act;
+    t.w.n = n;
+    t.w.k = k;
+    std::vector<float> w = randn(size_t(n * k), seed, 0.1f);
+    switch (sc.format) {
+        case weight_format_dense:
+            if (sc.dense == dtype_f32) {
+                t.dense = w;
+                t.w.weight = view_of(reinterpret_cast<const uint8_t*>(t.dense.data()), t.dense.size() * 4,
+                                     dtype_f32, {n, k});
+            } else {
+                t.packed.resize(size_t(n * k) * 2);
+                for (size_t i = 0; i < w.size(); ++i) {
+                    const uint16_t h = sc.dense == dtype_bf16 ? bf16_from_float(w[i]) : f16_from_float(w[i]);
+                    std::memcpy(&t.packed[2 * i], &h, 2);
+                }
+                t.w.weight = view_of(t.packed.data(), t.packed.size(), sc.dense, {n, k});
+            }
+            break;
+        case weight_format_nvfp4:
+            t.packed.resize(size_t(n * k / 2));
+            t.scales.resize(size_t(n * k / 16));
+            t.w.convention = sc.conv;
+            t.w.global_scale = nvfp4_quantize_auto(w.data(), n, k, sc.conv, t.packed.data(), t.scales.data());
+            t.w.weight = view_of(t.packed.data(), t.packed.size(), dtype_u8, {n, k / 2});
+            t.w.block_scale = view_of(t.scales.data(), t.scales.size(), dtype_f8_e4m3, {n, k / 16});
+            break;
+        case weight_format_mxfp4:
+            t.packed.resize(size_t(n * k / 2));
+            t.scales.resize(size_t(n * k / 32));
+            mxfp4_quantize(w.data(), n, k, t.packed.data(), t.scales.data());
+            t.w.weight = view_of(t.packed.data(), t.packed.size(), dtype_u8, {n, k / 2});
+            t.w.block_scale = view_of(t.scales.data(), t.scales.size(), dtype_u8, {n, k / 32});
+            break;
+        case weight_format_fp8:
+            t.packed.resize(size_t(n * k));
+            t.w.fp8_gran = sc.gran;
+            t.w.fp8_scales.resize(size_t(fp8_scale_count(sc.gran, n, k)));
+            fp8_quantize(w.data(), n, k, sc.gran, dtype_f32, t.packed.data(), t.w.fp8_scales.data());
+            t.w.weight = view_of(t.packed.data(), t.packed.size(), dtype_f8_e4m3, {n, k});
+            break;
+    }
+    if (sc.bias) {
+        t.bias_bytes.resize(size_t(n) * 2);
+        const std::vector<float> bv = randn(size_t(n), seed + 7);
+        for (int64_t i = 0; i < n; ++i) {
+            const uint16_t h = bf16_from_float(bv[size_t(i)]);
+            std::memcpy(&t.bias_bytes[size_t(2 * i)], &h, 2);
+        }
+        t.w.bias = view_of(t.bias_bytes.data(), t.bias_bytes.size(), dtype_bf16, {n});
+    }
+    return t;
+}
+
+// One linear over `rows` random rows on both backends; checks the stated bound and prints the worst ratio.
+void check(cuda_backend& gpu, test_linear& t, int64_t rows, uint32_t seed) {
+    cpu_backend cpu;
+    const int64_t n = t.w.n, k = t.w.k;
+    const std::vector<float> x = randn(size_t(rows * k), seed);
+    if (t.w.act == act_format_nvfp4) {
+        float amax = 0;
+        for (float v : x) amax = std::max(amax, std::fabs(v));
+        t.w.input_global_scale = nvfp4_global_scale(amax, nvfp4_convention_ct);
+    }
+    if (t.w.act == act_format_fp8_static) t.w.fp8_input_scale = 4.0f / 448.0f;
+    std::vector<float> want(size_t(rows * n));
+    cpu.linear(x.data(), rows, t.w, want.data());
+    float* xd = gpu.alloc(x.size());
+    gpu.upload(x.data(), x.size(), xd);
+    float* yd = gpu.alloc(want.size());
+    gpu.linear(xd, rows, t.w, yd);
+    std::vector<float> got(want.size());
+    gpu.to_host(yd, got.size(), got.data());
+
+    std::vector<float> xq(x.size());
+    cpu_quantize_activations(t.w, x.data(), rows, xq.data());
+    int64_t bad = 0;
+    double worst = 0;
+#pragma omp parallel for schedule(dynamic, 4) reduction(+ : bad) reduction(max : worst)
+    for (int64_t r = 0; r < n; ++r) {
+        std::vector<float> row(static_cast<size_t>(k));
+        cpu_decode_row(t.w, r, row.data());
+        for (int64_t i = 0; i < rows; ++i) {
+            double s = 0;
+            for (int64_t j = 0; j < k; ++j) s += std::fabs(double(xq[size_t(i * k + j)]) * row[size_t(j)]);
+            const double d = std::fabs(double(got[size_t(i * n + r)]) - want[size_t(i * n + r)]);
+            worst = std::max(worst, d / (s + 1e-30));
+            if (!(d <= 1e-5 * s + 1e-6)) ++bad;
+        }
+    }
+    EXPECT_EQ(bad, 0) << t.w.name << " " << n << "x" << k << " rows " << rows << ": worst relative error "
+                      << worst;
+    std::printf("prefill linear %-30s %4lldx%-5lld rows %3lld: worst |d| / sum|x w| = %.2g\n",
+                t.w.name.c_str(), (long long)n, (long long)k, (long long)rows, worst);
+}
+
+const scheme k_schemes[] = {
+    {"bf16 + bias", weight_format_dense, act_format_none, fp8_granularity_tensor, nvfp4_convention_ct,
+     dtype_bf16, true},
+    {"f16 (fp32 sgemm)", weight_format_dense, act_format_none, fp8_granularity_tensor, nvfp4_convention_ct,
+     dtype_f16},
+    {"nvfp4a16 ct", weight_format_nvfp4, act_format_none},
+    {"nvfp4a16 modelopt + bias", weight_format_nvfp4, act_format_none, fp8_granularity_tensor,
+     nvfp4_convention_modelopt, dtype_bf16, true},
+    {"nvfp4 w4a4 ct", weight_format_nvfp4, act_format_nvfp4},
+    {"nvfp4 w4a4 modelopt + bias", weight_format_nvfp4, act_format_nvfp4, fp8_granularity_tensor,
+     nvfp4_convention_modelopt, dtype_bf16, true},
+    {"mxfp4a16", weight_format_mxfp4, act_format_none},
+    {"fp8 tensor, weight-only", weight_format_fp8, act_format_none, fp8_granularity_tensor},
+    {"fp8 tensor, static", weight_format_fp8, act_format_fp8_static, fp8_granularity_tensor},
+    {"fp8 tensor, per token", weight_format_fp8, act_format_fp8_token, fp8_granularity_tensor},
+    {"fp8 channel, per token + bias", weight_format_fp8, act_format_fp8_token, fp8_granularity_channel,
+     nvfp4_convention_ct, dtype_bf16, true},
+    {"fp8 channel, weight-only", weight_format_fp8, act_format_none, fp8_granularity_channel},
+    {"fp8 channel, static", weight_format_fp8, act_format_fp8_static, fp8_granularity_channel},
+    {"fp8 channel, per group", weight_format_fp8, act_format_fp8_group, fp8_granularity_channel},
+    {"fp8 block, per group", weight_format_fp8, act_format_fp8_group, fp8_granularity_block},
+    {"fp8 block, weight-only + bias", weight_format_fp8, act_format_none, fp8_granularity_block,
+     nvfp4_convention_ct, dtype_bf16, true},
+    {"fp8 block, per token", weight_format_fp8, act_format_fp8_token, fp8_granularity_block},
+};
+
+struct shape {
+    int64_t n, k;
+    std::vector<int64_t> rows;
+};
+
+}  // namespace
+
+// n 67 / 300 / 1000: one partial 128-row block, 2 full + a partial, 7 full + a partial; k 160: a partial
+// 128-wide k block; rows 17 (just above the GEMV range), 64 and 300.
+TEST(cuda_prefill_linear, every_format_and_scheme) {
+    REQUIRE_GPU();
+    uint32_t seed = 5000;
+    for (const shape& sh :
+         {shape{67, 160, {17, 64, 300}}, shape{300, 4096, {17, 64, 300}}, shape{1000, 4096, {17, 300}}})
+        for (const scheme& sc : k_schemes) {
+            test_linear t = make_linear(sc, sh.n, sh.k, seed++);
+            cuda_backend gpu;
+            for (int64_t rows : sh.rows) check(gpu, t, rows, seed++);
+        }
+}
+
+// Small scratch limits. 64 KiB: GEMM outputs in row chunks of 128 (300 rows: 128 + 128 + 44) and, with
+// block scales, one 128-row weight block per group (the partial last one on its own GEMM). 15 MiB, n = 1000
+// with block scales: no row chunks, groups of 3 blocks (3 + 3 + 2, the last group's partial block apart).
+TEST(cuda_prefill_linear, chunked_scratch) {
+    REQUIRE_GPU();
+    uint32_t seed = 7000;
+    const scheme chunked[] = {k_schemes[0],  k_schemes[2],  k_schemes[6], k_schemes[11],
+                              k_schemes[13], k_schemes[14], k_schemes[15]};
+    for (size_t limit : {size_t(64) << 10, size_t(15) << 20})
+        for (const shape& sh : {shape{67, 160, {300}}, shape{1000, 4096, {300}}})
+            for (const scheme& sc : chunked) {
+                test_linear t = make_linear(sc, sh.n, sh.k, seed++);
+                cuda_backend gpu;
+                gpu.set_linear_scratch_limit(limit);
+                for (int64_t rows : sh.rows) check(gpu, t, rows, seed++);
+            }
+}
