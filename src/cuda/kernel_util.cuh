@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 #include <cstdlib>
+#include <utility>
 
 namespace nibble::kernel {
 
@@ -93,6 +95,29 @@ inline bool pdl_disabled() {
         return v && v[0] == '1';
     }();
     return off;
+}
+
+// Launches `kernel` on `stream`, with programmatic dependent launch allowed (the kernel may start while the
+// one before it on the stream finishes; it must griddepcontrol.wait before reading what that one wrote) on
+// sm_90+ unless NIBBLE_NO_PDL=1.
+template <class... P, class... A>
+cudaError_t launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       A&&... args) {
+    int dev = 0, major = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e != cudaSuccess) return e;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = major >= 9 && !pdl_disabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
 }
 
 }  // namespace nibble

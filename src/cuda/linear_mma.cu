@@ -356,12 +356,11 @@ constexpr size_t frag_smem() {
 }
 
 template <int FMT>
-cudaError_t launch(cudaLaunchConfig_t cfg, const mma_args& a) {
+cudaError_t launch(dim3 grid, const mma_args& a, cudaStream_t stream) {
     static const cudaError_t set = cudaFuncSetAttribute(
         mma_kernel<FMT>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(frag_smem<FMT>()));
     if (set != cudaSuccess) return set;
-    cfg.dynamicSmemBytes = frag_smem<FMT>();
-    return cudaLaunchKernelEx(&cfg, mma_kernel<FMT>, a);
+    return launch_pdl(mma_kernel<FMT>, grid, dim3(k_threads), frag_smem<FMT>(), stream, a);
 }
 
 int item_k(cuda_stream_format f) {
@@ -468,21 +467,9 @@ cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_p
         a.counters = static_cast<unsigned*>(workspace);
         a.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + k_counter_bytes);
     }
-    int major = 0, dev = 0;
-    e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    if (e != cudaSuccess) return e;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(unsigned(rb), unsigned(pl.splits));
-    cfg.blockDim = dim3(k_threads);
-    cfg.stream = stream;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = major >= 9 && !pdl_disabled() ? 1 : 0;
-    if (w0.format == cuda_stream_nvfp4) return launch<cuda_stream_nvfp4>(cfg, a);
-    return launch<cuda_stream_fp8>(cfg, a);
+    const dim3 grid(unsigned(rb), unsigned(pl.splits));
+    if (w0.format == cuda_stream_nvfp4) return launch<cuda_stream_nvfp4>(grid, a, stream);
+    return launch<cuda_stream_fp8>(grid, a, stream);
 }
 
 }  // namespace nibble

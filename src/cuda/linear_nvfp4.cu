@@ -246,9 +246,6 @@ cudaError_t launch(const float* x, int m, const uint8_t* packed, const uint8_t* 
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    int major = 0;
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    const bool pdl = major >= 9 && !pdl_disabled();
     if (e != cudaSuccess) return e;
     const size_t budget = std::min(k_smem_budget, size_t(optin));
     // Chunk of k staged at once: all of k if it fits, else a multiple of 32 units (whole lane sweeps).
@@ -272,17 +269,8 @@ cudaError_t launch(const float* x, int m, const uint8_t* packed, const uint8_t* 
     const int per_sm = M > 4 ? 1 : 2;
     const int n_tiles = (n + TILE - 1) / TILE;
     const int grid = std::max(1, std::min(n_tiles, per_sm * n_sm));
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(unsigned(grid));
-    cfg.blockDim = dim3(k_threads);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel, x, m, packed, scales, n, k, kc, out_mul, bias, y);
+    return launch_pdl(kernel, dim3(unsigned(grid)), dim3(k_threads), smem, stream, x, m, packed, scales, n, k,
+                      kc, out_mul, bias, y);
 }
 
 template <int VEC>

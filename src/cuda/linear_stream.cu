@@ -337,7 +337,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
 }
 
 struct device_limits {
-    int n_sm = 0, optin = 0, per_sm_smem = 0, major = 0;
+    int n_sm = 0, optin = 0, per_sm_smem = 0;
 };
 
 cudaError_t query_limits(device_limits& d) {
@@ -347,7 +347,6 @@ cudaError_t query_limits(device_limits& d) {
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&d.per_sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev);
     return e;
 }
 
@@ -392,17 +391,7 @@ cudaError_t launch(stream_args a, cudaStream_t stream) {
     }
     const int n_tiles = a.tile_start[a.n_parts];
     const int grid = std::max(1, std::min(n_tiles, blocks_per_sm(M) * d.n_sm));
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(unsigned(grid));
-    cfg.blockDim = dim3(k_threads);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = d.major >= 9 && !pdl_disabled() ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel, a);
+    return launch_pdl(kernel, dim3(unsigned(grid)), dim3(k_threads), smem, stream, a);
 }
 
 template <int FMT>

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -12,6 +13,15 @@
     if (::nibble::cuda_device_count() == 0) GTEST_SKIP() << "SKIPPED: no CUDA device on this machine"
 
 namespace nibble::test {
+
+// n values from N(0, sd²), seeded (fresh inputs per check, reproducible per seed).
+inline std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
+    std::mt19937 g(seed);
+    std::normal_distribution<float> d(0.0f, sd);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(g);
+    return v;
+}
 
 // n elements of T in device memory (16 bytes of slack for vector loads at the end), freed on scope exit.
 template <class T>

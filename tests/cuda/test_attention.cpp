@@ -55,13 +55,7 @@ void encode(kv_cache_dtype d, const float* x, size_t n, std::vector<uint8_t>& ou
     }
 }
 
-std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
-    std::mt19937 g(seed);
-    std::normal_distribution<float> dist(0.0f, sd);
-    std::vector<float> v(n);
-    for (float& x : v) x = dist(g);
-    return v;
-}
+using test::randn;
 
 struct head_shape {
     int64_t nh, nkv, hd;

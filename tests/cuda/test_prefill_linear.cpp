@@ -27,13 +27,7 @@ using namespace nibble;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
-    std::mt19937 g(seed);
-    std::normal_distribution<float> d(0.0f, sd);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(g);
-    return v;
-}
+using test::randn;
 
 tensor_view view_of(const uint8_t* data, size_t n_bytes, dtype ty, std::vector<int64_t> shape) {
     tensor_view t;
