@@ -44,7 +44,8 @@ const char* k_usage =
     "nibble bench [--model DIR] [--device cpu|cuda] [--batch 1,4,16] [--prompt-len N] [--gen-len N]\n"
     "             [--eager] [--compare-eager] [--kv-cache-dtype auto|f32|bf16|fp8] [--reps N] [--json] "
     "[--markdown]\n"
-    "nibble bench --kernels ...   (the linear kernels against cuBLAS; nibble bench --kernels --help)";
+    "nibble bench --kernels ...   (the linear kernels against cuBLAS; nibble bench --kernels --help)\n"
+    "nibble bench serve ...       (a server, as vllm bench serve; nibble bench serve --help)";
 
 constexpr int k_warmup_steps = 2;    // decode steps discarded per batch
 constexpr int k_prefill_warmup = 2;  // untimed prefills before the --reps timed ones
@@ -279,6 +280,7 @@ struct report {
     const model_bytes& mb;
     uint64_t kv_bytes_per_position;
     uint64_t cache_bytes;
+    uint64_t device_bytes;  // device memory after loading (0 on the CPU)
     roofline roof;
     prefill_figures prefill;
     std::vector<batch_row> rows;
@@ -310,6 +312,7 @@ void print_json(const report& rep) {
     for (const role_bytes& r : rep.mb.roles) formats[r.role] = r.formats;
     j["weight_formats"] = formats;
     j["kv_cache_dtype"] = rep.kv_dtype;
+    j["device_bytes"] = rep.device_bytes;
     j["copy_bandwidth"] = {{"gbps", rep.roof.gbps}, {"bytes", rep.roof.bytes}, {"method", rep.roof.method}};
     j["weight_bytes_per_token"] = rep.mb.weight_bytes_per_token;
     j["kv_bytes_per_position"] = rep.kv_bytes_per_position;
@@ -367,6 +370,10 @@ void print_table(const report& rep) {
     std::printf("roofline:   %.2f GB/s (%s)\n", rep.roof.gbps, rep.roof.method.c_str());
     std::printf("per step:   %.3f MB of weights + %.2f KB of KV per context position per sequence\n",
                 rep.mb.weight_bytes_per_token / 1e6, rep.kv_bytes_per_position / 1e3);
+    if (rep.device_bytes > 0)
+        std::printf(
+            "memory:     %.3f GB on the device after loading (weights as stored, KV cache, buffers)\n",
+            double(rep.device_bytes) / 1e9);
     if (rep.mb.weight_bytes_per_token < rep.cache_bytes)
         std::printf("note:       the weights fit in the %.0f MiB %s: decode may pass the roofline\n",
                     double(rep.cache_bytes) / double(1 << 20),
@@ -396,9 +403,10 @@ void print_table(const report& rep) {
 }  // namespace
 
 int cmd_bench(command_args args) {
-    // Kernel mode: `nibble bench --kernels ...` is dispatched to cmd_bench_kernels here, before the
-    // end-to-end flags are parsed.
+    // Kernel mode (`nibble bench --kernels ...`) and serving mode (`nibble bench serve ...`) are
+    // dispatched here, before the end-to-end flags are parsed.
     if (!args.empty() && args[0] == "--kernels") return cmd_bench_kernels(args.subspan(1));
+    if (!args.empty() && args[0] == "serve") return cmd_bench_serve(args.subspan(1));
     if (std::find(args.begin(), args.end(), "--help") != args.end()) {
         std::printf("usage: %s\n", k_usage);
         return 0;
@@ -436,6 +444,7 @@ int cmd_bench(command_args args) {
                mb,
                r.kv_bytes_per_position(),
                cache_bytes(c),
+               r.device_bytes(),
                roof,
                {},
                {}};

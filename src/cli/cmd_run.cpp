@@ -113,6 +113,8 @@ int cmd_run(command_args args) {
     opt.kv_dtype = kv_cache_dtype_parse(a.get_or("--kv-cache-dtype", "auto"));
     opt.step_graphs = !a.has("--eager");
     model_runner r(dir, opt);
+    if (std::string mem = r.memory_report(); !mem.empty() && !a.has("--json"))
+        std::fprintf(stderr, "%s\n", mem.c_str());
 
     sampling_params req;
     if (a.get("--temperature")) req.temperature = a.get_double("--temperature", 1.0);

@@ -65,6 +65,8 @@ int cmd_serve(command_args args) {
     opt.kv_dtype = kv_cache_dtype_parse(a.get_or("--kv-cache-dtype", "auto"));
     opt.step_graphs = !a.has("--eager");
     model_runner runner(dir, opt);
+    if (std::string mem = runner.memory_report(); !mem.empty())
+        std::fprintf(stderr, "nibble serve: %s\n", mem.c_str());
 
     served_model m;
     m.name = a.get_or("--served-model-name", dir);

@@ -21,6 +21,8 @@ int cmd_serve(command_args args);
 int cmd_bench(command_args args);
 // nibble bench --kernels ...: the linear kernels on given shapes against cuBLAS (GPU builds).
 int cmd_bench_kernels(command_args args);
+// nibble bench serve ...: the serving benchmark of `vllm bench serve` against an OpenAI-compatible server.
+int cmd_bench_serve(command_args args);
 
 // The bundled model (models/qwen3-tiny) beside the binary's source tree, else the source folder it
 // was built from.

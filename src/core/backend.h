@@ -53,6 +53,10 @@ class backend {
     // The dtype the KV cache was allocated with (auto resolved).
     virtual kv_cache_dtype kv_dtype() const = 0;
 
+    // Moves every weight the model's ops will read into backend memory now, not on first use (the CUDA
+    // backend uploads them as stored); the default does nothing. Returns the backend-memory bytes in use.
+    virtual uint64_t prepare(const model_weights& w) { return 0; }
+
     // See "Step recording" above.
     virtual void begin_step(const step_tokens& s, std::span<const int32_t> logit_rows) {}
     // Replays the step recorded under `key` and returns true, or returns false when there is none.

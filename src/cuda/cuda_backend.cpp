@@ -172,6 +172,7 @@ float* cuda_backend::alloc(size_t n) {
     void* p = nullptr;
     NIBBLE_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(float)));
     owned_.push_back(p);
+    device_bytes_ += std::max<size_t>(n, 1) * sizeof(float);
     return static_cast<float*>(p);
 }
 
@@ -192,6 +193,7 @@ const void* cuda_backend::raw(const tensor_view& v) {
     void* p = nullptr;
     NIBBLE_CUDA_CHECK(cudaMalloc(&p, v.n_bytes + 16));  // slack for vector loads at the end
     owned_.push_back(p);
+    device_bytes_ += v.n_bytes + 16;
     // Synchronous, before any kernel reads it: the NVFP4 linear's programmatic dependent launch requires
     // that weights are not written by the operation just before it on the stream.
     NIBBLE_CUDA_CHECK(cudaMemcpyAsync(p, v.data, v.n_bytes, cudaMemcpyHostToDevice, stream_));
@@ -219,6 +221,40 @@ const float* cuda_backend::f32(const tensor_view& v) {
     return p;
 }
 
+void cuda_backend::upload_linear(const linear_weight& w) {
+    if (w.n == 0) return;
+    if (w.format == weight_format_dense && w.weight.type != dtype_bf16)
+        f32(w.weight);
+    else
+        raw(w.weight);
+    if (w.format == weight_format_nvfp4 || w.format == weight_format_mxfp4) raw(w.block_scale);
+    if (w.format == weight_format_fp8) f32_vector(w.fp8_scales);
+    if (!w.bias.empty()) f32(w.bias);
+}
+
+uint64_t cuda_backend::prepare(const model_weights& w) {
+    raw(w.embed);
+    f32(w.final_norm);
+    upload_linear(w.lm_head);
+    for (const layer_weights& l : w.layers) {
+        f32(l.attn_norm);
+        f32(l.ffn_norm);
+        if (!l.q_norm.empty()) f32(l.q_norm), f32(l.k_norm);
+        for (const linear_weight* lw : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down, &l.router})
+            upload_linear(*lw);
+        for (const auto* ex : {&l.expert_gate, &l.expert_up, &l.expert_down})
+            for (const linear_weight& e : *ex) upload_linear(e);
+    }
+    return device_bytes();
+}
+
+uint64_t cuda_backend::device_bytes() const {
+    uint64_t b = device_bytes_ + mma_ws_.bytes + step_cap_ * sizeof(int32_t);
+    for (const growable& g : scratch_) b += g.bytes;
+    for (const growable& g : ints_) b += g.bytes;
+    return b;
+}
+
 const float* cuda_backend::f32_vector(const std::vector<float>& v) {
     auto it = f32_.find(v.data());
     if (it != f32_.end()) return it->second;
@@ -229,33 +265,28 @@ const float* cuda_backend::f32_vector(const std::vector<float>& v) {
     return p;
 }
 
+void cuda_backend::grow(growable& g, size_t bytes, bool zero) {
+    if (g.bytes >= bytes) return;
+    not_recording("buffer growth");
+    NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
+    drop_graphs();                                      // recorded steps point into the old one
+    NIBBLE_CUDA_CHECK(cudaFree(g.p));
+    g.p = nullptr;
+    NIBBLE_CUDA_CHECK(cudaMalloc(&g.p, bytes));
+    if (zero) NIBBLE_CUDA_CHECK(cudaMemsetAsync(g.p, 0, bytes, stream_));  // ordered before its first use
+    g.bytes = bytes;
+}
+
 float* cuda_backend::scratch(int which, size_t n) {
     growable& g = scratch_[which];
-    const size_t bytes = std::max<size_t>(n, 1) * sizeof(float) + 16;
-    if (g.bytes < bytes) {
-        not_recording("scratch growth");
-        NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
-        drop_graphs();                                      // recorded steps point into the old one
-        NIBBLE_CUDA_CHECK(cudaFree(g.p));
-        g.p = nullptr;
-        NIBBLE_CUDA_CHECK(cudaMalloc(&g.p, bytes));
-        g.bytes = bytes;
-    }
+    grow(g, std::max<size_t>(n, 1) * sizeof(float) + 16, false);
     return static_cast<float*>(g.p);
 }
 
 const int32_t* cuda_backend::ints(int which, std::span<const int32_t> v) {
     not_recording("host-to-device copy of step data");
     growable& g = ints_[which];
-    const size_t bytes = std::max<size_t>(v.size(), 1) * sizeof(int32_t);
-    if (g.bytes < bytes) {
-        NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-        drop_graphs();
-        NIBBLE_CUDA_CHECK(cudaFree(g.p));
-        g.p = nullptr;
-        NIBBLE_CUDA_CHECK(cudaMalloc(&g.p, bytes));
-        g.bytes = bytes;
-    }
+    grow(g, std::max<size_t>(v.size(), 1) * sizeof(int32_t), false);
     // From pageable memory the copy is staged before the call returns, so `v` may go away after; the
     // stream orders it after every earlier reader of this slot.
     if (!v.empty())
@@ -426,17 +457,7 @@ bool same_scheme(const linear_weight& a, const linear_weight& b) {
 bool cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts) {
     // m <= 2 stays on the CUDA-core kernel: measured faster there (H200, 2026-12-01).
     if (mma_off_ || rows < mma_min_rows_ || rows > 16 || !cuda_linear_mma_supports(parts[0].w)) return false;
-    const size_t need = cuda_linear_mma_workspace_bytes(rows, parts, n_parts);
-    if (need > mma_ws_.bytes) {
-        not_recording("workspace growth");
-        NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-        drop_graphs();
-        NIBBLE_CUDA_CHECK(cudaFree(mma_ws_.p));
-        mma_ws_.p = nullptr;
-        NIBBLE_CUDA_CHECK(cudaMalloc(&mma_ws_.p, need));
-        NIBBLE_CUDA_CHECK(cudaMemsetAsync(mma_ws_.p, 0, need, stream_));  // ordered before its first use
-        mma_ws_.bytes = need;
-    }
+    grow(mma_ws_, cuda_linear_mma_workspace_bytes(rows, parts, n_parts), true);
     NIBBLE_CUDA_CHECK(cuda_linear_mma_parts(x, rows, parts, n_parts, mma_ws_.p, mma_ws_.bytes, stream_));
     return true;
 }

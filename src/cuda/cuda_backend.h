@@ -59,6 +59,7 @@ class cuda_backend : public backend {
     void add(float* x, const float* y, int64_t n) override;
     void add_rms_norm(float* x, const float* y, const tensor_view& w, int64_t rows, int64_t cols, float eps,
                       float* out) override;
+    uint64_t prepare(const model_weights& w) override;
     void begin_step(const step_tokens& s, std::span<const int32_t> logit_rows) override;
     bool step_replay(uint64_t key) override;
     bool step_record_begin(uint64_t key) override;
@@ -82,8 +83,10 @@ class cuda_backend : public backend {
 
     // Host <-> device helpers for tests and tools (synchronous).
     void upload(const float* host, size_t n, float* dst);
-    // Bytes of weights uploaded so far (packed as stored, dense as float32).
+    // Bytes of weights uploaded so far (as stored; F16/F32 weights, norms, biases, FP8 scales as float32).
     uint64_t uploaded_weight_bytes() const { return uploaded_bytes_; }
+    // Device memory this backend holds: weights, KV cache, activations and scratch.
+    uint64_t device_bytes() const;
     cudaStream_t stream() const { return stream_; }
 
     // --- Tensor-core linear (linear_tensor_core), public part
@@ -102,12 +105,17 @@ class cuda_backend : public backend {
     size_t tc_scratch_limit_ = size_t(512) << 20;
     // --- end of the tensor-core linear
 
+    // Uploads a linear layer's tensors exactly as linear() reads them.
+    void upload_linear(const linear_weight& w);
     // Device copy of a view's raw bytes (uploaded on first use).
     const void* raw(const tensor_view& v);
     // Device float32 copy of a BF16/F16/F32 view (converted on first use).
     const float* f32(const tensor_view& v);
     // Device copy of a host float vector that lives as long as the weights (FP8 scales).
     const float* f32_vector(const std::vector<float>& v);
+    // Reallocates g to at least `bytes` (zeroed when asked) when it is smaller; drops every step graph.
+    struct growable;
+    void grow(growable& g, size_t bytes, bool zero);
     // Growable scratch buffers (contents not kept across calls).
     float* scratch(int which, size_t n);
     // Device int32 copy of a host span in one of a few staging slots.
@@ -131,7 +139,7 @@ class cuda_backend : public backend {
     std::vector<void*> owned_;
     std::unordered_map<const void*, const void*> raw_;
     std::unordered_map<const void*, const float*> f32_;
-    uint64_t uploaded_bytes_ = 0;
+    uint64_t uploaded_bytes_ = 0, device_bytes_ = 0;
     struct growable {
         void* p = nullptr;
         size_t bytes = 0;

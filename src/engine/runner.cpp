@@ -32,6 +32,7 @@ model_runner::model_runner(const std::string& dir, const runner_options& opt) : 
     forward_ =
         std::make_unique<model_forward>(model_.config, model_.weights, *backend_, max_step_, max_step_);
     forward_->set_step_graphs(opt.step_graphs);
+    device_bytes_ = backend_->prepare(model_.weights);
 }
 
 model_runner::~model_runner() = default;
@@ -119,6 +120,15 @@ bool model_runner::step_graphs() const {
 uint64_t model_runner::kv_bytes_per_position() const {
     return 2ull * uint64_t(config().n_layers * config().n_kv_heads * config().head_dim) *
            uint64_t(kv_cache_dtype_bytes(backend_->kv_dtype()));
+}
+
+std::string model_runner::memory_report() const {
+    if (device_bytes_ == 0) return "";
+    const double kv = double(kv_bytes_per_position()) * double(max_ctx_) * double(n_slots_);
+    return fmt::format(
+        "[{}] device memory after loading: {:.3f} GB (KV cache {:.3f} GB: {} x {} positions, {})",
+        backend_->name(), double(device_bytes_) / 1e9, kv / 1e9, n_slots_, max_ctx_,
+        kv_cache_dtype_name(backend_->kv_dtype()));
 }
 
 std::string logits_hash(std::span<const float> logits) {

@@ -56,6 +56,10 @@ class model_runner {
     int32_t n_slots() const { return n_slots_; }
     // Bytes of the KV cache per position as this backend stores it.
     uint64_t kv_bytes_per_position() const;
+    // Device memory the backend holds once loaded (weights as stored, KV cache, step buffers); 0 on the CPU.
+    uint64_t device_bytes() const { return device_bytes_; }
+    // One line on the device memory in use, for the commands' start-up output ("" on the CPU).
+    std::string memory_report() const;
 
   private:
     loaded_model model_;
@@ -63,6 +67,7 @@ class model_runner {
     std::unique_ptr<backend> backend_;
     std::unique_ptr<model_forward> forward_;
     int32_t max_ctx_, max_step_, n_slots_;
+    uint64_t device_bytes_ = 0;
 };
 
 // A short hash of a logits vector (FNV-1a over the float bits), for quick regression checks.
