@@ -3,15 +3,18 @@
 //
 // Memory: activations are float32 device buffers from alloc(); the KV cache is BF16 (auto), FP8 E4M3 or
 // float32 with the CPU's layout ([slot][layer][pos][n_kv·hd] for K and for V; cuda_kv_cache in
-// backend_ops.h). Weights are uploaded once, lazily on first use, keyed by the host view's data pointer:
+// backend_ops.h). Weights are uploaded once (all of them by prepare() at load, else on first use), keyed by
+// the host view's data pointer:
 // packed formats (NVFP4, MXFP4, FP8) and BF16 weights stay as stored; F16/F32 weights, norms, biases and
 // FP8 scales are converted once to float32 on the device.
 //
 // Linear: activations are fake-quantized first for W4A4 / FP8 schemes, exactly as core/quant.cpp and
-// cpu_quantize_activations. Rows <= 16 (decode): NVFP4, FP8 and BF16 weights stream through
-// cuda_linear_stream (cuda_nvfp4_linear for NVFP4 k that it does not take). More rows, and what those do
-// not take: BF16 tensor-core GEMMs with FP32 accumulation (linear_tensor_core: the weight exactly in BF16,
-// its scales and the activations' scales outside the GEMM); F16/F32 weights: cublasSgemm (FP32, no TF32).
+// cpu_quantize_activations. Rows <= 16 (decode): NVFP4 and FP8 weights run on the tensor cores
+// (cuda_linear_mma_parts) from 3 rows, otherwise NVFP4, FP8 and BF16 weights stream through
+// cuda_linear_stream on CUDA cores (cuda_nvfp4_linear for NVFP4 k that it does not take); q/k/v and
+// gate/up share one launch. More rows, and what those do not take: BF16 tensor-core GEMMs with FP32
+// accumulation (linear_tensor_core: the weight exactly in BF16, its scales and the activations' scales
+// outside the GEMM); F16/F32 weights: cublasSgemm (FP32, no TF32).
 //
 // MoE: routing is computed on the host from the copied router logits (the CPU's exact code), then each
 // expert runs over its tokens with linear(); this synchronizes the stream, so it is not graph-capturable.
