@@ -1,6 +1,7 @@
 #!/bin/bash
 # Packs a development-machine build for the GPU machine (the `run` tool): the nibble binary, the CUDA
-# op tests, the Debian libraries that machine lacks and the Qwen3 tokenizer files, stripped and xz-compressed into
+# op tests, the Debian libraries that machine lacks and the Qwen3 tokenizer files, stripped and
+# xz-compressed into
 # .device/pack.tar.xz (git-ignored; carry .device: the working tree that travels is limited to 64 MiB).
 # tools/gpu_check.sh unpacks it there.
 #   NIBBLE_BUILD=build-gpu tools/device_pack.sh
