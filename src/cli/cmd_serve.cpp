@@ -1,6 +1,6 @@
 // nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]
 //              [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]
-//              [--kv-cache-dtype auto|f32|bf16|fp8] [--eager]
+//              [--kv-cache-dtype auto|f32|bf16|fp8] [--eager] [--reasoning-parser qwen3]
 // An OpenAI-compatible server (vLLM's flag names) with continuous batching; the CPU engine by default.
 // SIGINT / SIGTERM stop it: running requests end with an error event, then the listener closes.
 #include <csignal>
@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "core/error.h"
 #include "engine/engine.h"
+#include "server/reasoning.h"
 #include "server/server.h"
 
 namespace nibble {
@@ -20,15 +21,16 @@ namespace {
 const char* k_usage =
     "nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]\n"
     "             [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]\n"
-    "             [--kv-cache-dtype auto|f32|bf16|fp8] [--eager]";
+    "             [--kv-cache-dtype auto|f32|bf16|fp8] [--eager] [--reasoning-parser qwen3]";
 
 }  // namespace
 
 int cmd_serve(command_args args) {
-    arg_parser a(args,
-                 {"--model", "--host", "--port", "--served-model-name", "--max-model-len", "--max-num-seqs",
-                  "--max-num-batched-tokens", "--api-key", "--device", "--kv-cache-dtype"},
-                 {"--eager", "--help"});
+    arg_parser a(
+        args,
+        {"--model", "--host", "--port", "--served-model-name", "--max-model-len", "--max-num-seqs",
+         "--max-num-batched-tokens", "--api-key", "--device", "--kv-cache-dtype", "--reasoning-parser"},
+        {"--eager", "--help"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
         return 0;
@@ -47,6 +49,12 @@ int cmd_serve(command_args args) {
     if (n_batched < n_seqs)  // else some running sequences would get no token in a step (vLLM's check)
         fail("--max-num-batched-tokens ({}) must be >= --max-num-seqs ({})", n_batched, n_seqs);
     if (max_len < 2) fail("--max-model-len must be >= 2, got {}", max_len);
+    const std::string reasoning = a.get_or("--reasoning-parser", "");
+    if (!reasoning.empty() && !reasoning_parser_known(reasoning)) {
+        std::string known;
+        for (const std::string& n : reasoning_parser_names()) known += (known.empty() ? "" : ", ") + n;
+        fail("--reasoning-parser must be one of: {}; got '{}'", known, reasoning);
+    }
 
     // Block the stop signals in every thread; one thread waits for them.
     sigset_t stop_signals;
@@ -89,6 +97,7 @@ int cmd_serve(command_args args) {
     so.port = int(port);
     so.api_key = a.get_or("--api-key", "");
     so.version = NIBBLE_VERSION;
+    so.reasoning_parser = reasoning;
     api_server server(eng, m, so);
 
     std::thread waiter([&] {

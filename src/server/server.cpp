@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "server/reasoning.h"
 
 namespace nibble {
 
@@ -111,6 +112,26 @@ json finish_json(const gen_event& ev) {
     return ev.finish == finish_reason_none ? json(nullptr) : json(finish_reason_name(ev.finish));
 }
 
+// A streamed chat delta's fields for a split piece of text: only the non-empty ones, reasoning
+// mirrored into reasoning_content (vLLM).
+json reasoning_delta_json(const reasoning_delta& d) {
+    json delta = json::object();
+    if (!d.reasoning.empty()) {
+        delta["reasoning"] = d.reasoning;
+        delta["reasoning_content"] = d.reasoning;
+    }
+    if (!d.content.empty()) delta["content"] = d.content;
+    return delta;
+}
+
+// False when a chat request turned thinking off (chat_template_kwargs.enable_thinking=false).
+bool thinking_requested(const json& body) {
+    auto kw = body.find("chat_template_kwargs");
+    if (kw == body.end() || !kw->is_object()) return true;
+    auto it = kw->find("enable_thinking");
+    return !(it != kw->end() && it->is_boolean() && !it->get<bool>());
+}
+
 // One streaming or non-streaming generation request in flight.
 struct generation {
     api_request req;
@@ -122,6 +143,7 @@ struct generation {
     const tokenizer* tok = nullptr;
     std::vector<token_info> pending;  // logprobs not yet sent (their text may be held back)
     int64_t text_offset = 0;
+    std::unique_ptr<reasoning_parser> reasoning;  // chat with --reasoning-parser only
 
     json chunk(json choice) const {
         return {{"id", id},
@@ -145,10 +167,22 @@ struct generation {
         }
         if (ev.done && ev.finish == finish_reason_none) return out + "data: [DONE]\n\n";  // aborted
         pending.insert(pending.end(), ev.tokens.begin(), ev.tokens.end());
-        if (!ev.text.empty() || ev.done) {
+        json delta = json::object();
+        if (reasoning) {
+            reasoning_delta d = reasoning->feed(ev.text);
+            if (ev.done) {
+                reasoning_delta rest = reasoning->finish();
+                d.reasoning += rest.reasoning;
+                d.content += rest.content;
+            }
+            delta = reasoning_delta_json(d);
+        } else if (!ev.text.empty()) {
+            delta = {{"content", ev.text}};
+        }
+        if (!delta.empty() || ev.done) {
             json c = {{"index", 0}};
             if (req.chat)
-                c["delta"] = ev.text.empty() ? json::object() : json{{"content", ev.text}};
+                c["delta"] = std::move(delta);
             else
                 c["text"] = ev.text;
             c["logprobs"] =
@@ -274,7 +308,10 @@ void api_server::routes() {
     auto generate = [this, parse_body](const httplib::Request& hreq, httplib::Response& res, bool chat) {
         auto g = std::make_shared<generation>();
         try {
-            g->req = api_parse_generation(parse_body(hreq), model_, chat);
+            const json body = parse_body(hreq);
+            g->req = api_parse_generation(body, model_, chat);
+            if (chat && !opt_.reasoning_parser.empty())
+                g->reasoning = reasoning_parser_make(opt_.reasoning_parser, thinking_requested(body));
         } catch (const api_error& e) {
             send_error(res, e.status, e.what(), e.param);
             return;
@@ -329,7 +366,17 @@ void api_server::routes() {
             return;
         }
         json choice = {{"index", 0}};
-        if (chat)
+        if (chat && g->reasoning) {
+            reasoning_delta d = g->reasoning->feed(text);
+            reasoning_delta rest = g->reasoning->finish();
+            d.reasoning += rest.reasoning;
+            d.content += rest.content;
+            auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+            choice["message"] = {{"role", "assistant"},
+                                 {"content", or_null(d.content)},
+                                 {"reasoning", or_null(d.reasoning)},
+                                 {"reasoning_content", or_null(d.reasoning)}};
+        } else if (chat)
             choice["message"] = {{"role", "assistant"}, {"content", text}};
         else
             choice["text"] = text;

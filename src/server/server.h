@@ -25,6 +25,9 @@ struct server_options {
     int port = 8000;
     std::string api_key;  // empty: no auth
     std::string version;  // for /version
+    // --reasoning-parser (server/reasoning.h): empty, or a name it knows; chat responses then carry
+    // `reasoning` (mirrored into `reasoning_content`) apart from `content`.
+    std::string reasoning_parser;
 };
 
 class api_server {
