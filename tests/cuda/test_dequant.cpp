@@ -47,6 +47,23 @@ TEST(cuda_dequant, nvfp4_bf16_matches_cpu_bit_exact) {
         for (bool ct : {true, false}) run_nvfp4(n, k, ct, rng);
 }
 
+namespace {
+
+// cuda_mxfp4_dequantize_bf16 of packed [n, k/2] and E8M0 scales [n, k/32], copied back.
+std::vector<uint16_t> mxfp4_bf16_on_gpu(const std::vector<uint8_t>& packed,
+                                        const std::vector<uint8_t>& scales, int64_t n, int64_t k) {
+    device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
+    device_buffer<uint16_t> dout(size_t(n * k));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cuda_mxfp4_dequantize_bf16(dp.p, ds.p, n, k, dout.p, nullptr));
+    std::vector<uint16_t> got(size_t(n * k));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+    return got;
+}
+
+}  // namespace
+
 TEST(cuda_dequant, mxfp4_bf16_matches_cpu_bit_exact) {
     REQUIRE_GPU();
     std::mt19937 rng(std::random_device{}());
@@ -56,13 +73,7 @@ TEST(cuda_dequant, mxfp4_bf16_matches_cpu_bit_exact) {
     for (auto& s : scales) s = uint8_t(100 + rng() % 50);  // within BF16 range
     std::vector<float> ref(size_t(n * k));
     mxfp4_dequantize(packed.data(), scales.data(), n, k, ref.data());
-    device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
-    device_buffer<uint16_t> dout(size_t(n * k));
-    NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
-    NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
-    NIBBLE_CUDA_CHECK(cuda_mxfp4_dequantize_bf16(dp.p, ds.p, n, k, dout.p, nullptr));
-    std::vector<uint16_t> got(size_t(n * k));
-    NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+    const std::vector<uint16_t> got = mxfp4_bf16_on_gpu(packed, scales, n, k);
     for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], bf16_from_float(ref[i])) << i;
 }
 
@@ -77,13 +88,7 @@ TEST(cuda_dequant, mxfp4_bf16_every_scale_byte) {
     for (size_t i = 0; i < scales.size(); ++i) scales[i] = uint8_t(i / 2);  // row r: both blocks byte r
     std::vector<float> ref(size_t(n * k));
     mxfp4_dequantize(packed.data(), scales.data(), n, k, ref.data());
-    device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
-    device_buffer<uint16_t> dout(size_t(n * k));
-    NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
-    NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
-    NIBBLE_CUDA_CHECK(cuda_mxfp4_dequantize_bf16(dp.p, ds.p, n, k, dout.p, nullptr));
-    std::vector<uint16_t> got(size_t(n * k));
-    NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+    const std::vector<uint16_t> got = mxfp4_bf16_on_gpu(packed, scales, n, k);
     for (size_t i = 0; i < got.size(); ++i) {
         ASSERT_EQ(got[i], bf16_from_float(ref[i])) << "scale byte " << i / size_t(k) << ", element " << i;
         if (std::isfinite(ref[i])) {
