@@ -1,7 +1,9 @@
 // nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]
 //              [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]
-//              [--kv-cache-dtype auto|f32|bf16|fp8] [--eager] [--reasoning-parser qwen3]
-// An OpenAI-compatible server (vLLM's flag names) with continuous batching; the CPU engine by default.
+//              [--kv-cache-dtype auto|f32|bf16|fp8] [--block-size N] [--gpu-memory-utilization F]
+//              [--num-gpu-blocks-override N] [--eager] [--reasoning-parser qwen3]
+// An OpenAI-compatible server (vLLM's flag names) with continuous batching over a paged KV cache with
+// prefix caching; the GPU when there is one, else the CPU.
 // SIGINT / SIGTERM stop it: running requests end with an error event, then the listener closes.
 #include <csignal>
 #include <cstdio>
@@ -21,7 +23,8 @@ namespace {
 const char* k_usage =
     "nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]\n"
     "             [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]\n"
-    "             [--kv-cache-dtype auto|f32|bf16|fp8] [--eager] [--reasoning-parser qwen3]";
+    "             [--kv-cache-dtype auto|f32|bf16|fp8] [--block-size N] [--gpu-memory-utilization F]\n"
+    "             [--num-gpu-blocks-override N] [--eager] [--reasoning-parser qwen3]";
 
 }  // namespace
 
@@ -29,7 +32,8 @@ int cmd_serve(command_args args) {
     arg_parser a(
         args,
         {"--model", "--host", "--port", "--served-model-name", "--max-model-len", "--max-num-seqs",
-         "--max-num-batched-tokens", "--api-key", "--device", "--kv-cache-dtype", "--reasoning-parser"},
+         "--max-num-batched-tokens", "--api-key", "--device", "--kv-cache-dtype", "--reasoning-parser",
+         "--block-size", "--gpu-memory-utilization", "--num-gpu-blocks-override"},
         {"--eager", "--help"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
@@ -49,6 +53,15 @@ int cmd_serve(command_args args) {
     if (n_batched < n_seqs)  // else some running sequences would get no token in a step (vLLM's check)
         fail("--max-num-batched-tokens ({}) must be >= --max-num-seqs ({})", n_batched, n_seqs);
     if (max_len < 2) fail("--max-model-len must be >= 2, got {}", max_len);
+    const int64_t block_size = a.get_int("--block-size", 16),
+                  n_blocks = a.get_int("--num-gpu-blocks-override", 0);
+    if (block_size < 1 || block_size > 256 || (block_size & (block_size - 1)))
+        fail("--block-size must be a power of two in [1, 256], got {}", block_size);
+    if (n_blocks < 0 || n_blocks > INT32_MAX)
+        fail("--num-gpu-blocks-override must be >= 1, got {}", n_blocks);
+    const double mem_util = a.get_double("--gpu-memory-utilization", 0.9);
+    if (!(mem_util > 0.0 && mem_util <= 1.0))
+        fail("--gpu-memory-utilization must be in (0, 1], got {}", mem_util);
     const std::string reasoning = a.get_or("--reasoning-parser", "");
     if (!reasoning.empty() && !reasoning_parser_known(reasoning)) {
         std::string known;
@@ -66,12 +79,16 @@ int cmd_serve(command_args args) {
     std::signal(SIGPIPE, SIG_IGN);  // a client that went away is an error return, not a signal
 
     runner_options opt;
-    opt.device = a.get_or("--device", "cpu");  // the CUDA backend is not yet tested under serve
+    opt.device = a.get_or("--device", default_device());
     opt.max_ctx = int32_t(max_len);
     opt.n_slots = int32_t(n_seqs);
     opt.max_step = int32_t(n_batched);
     opt.kv_dtype = kv_cache_dtype_parse(a.get_or("--kv-cache-dtype", "auto"));
     opt.step_graphs = !a.has("--eager");
+    opt.block_size = int32_t(block_size);
+    opt.kv_blocks =
+        int32_t(n_blocks);  // 0: sized from --gpu-memory-utilization (CUDA) or n_seqs x max_len (CPU)
+    opt.gpu_memory_utilization = mem_util;
     model_runner runner(dir, opt);
     if (std::string mem = runner.memory_report(); !mem.empty())
         std::fprintf(stderr, "nibble serve: %s\n", mem.c_str());

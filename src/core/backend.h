@@ -2,8 +2,12 @@
 // per device (src/cpu: the reference; src/cuda: the fast path). Activations are float32 row-major
 // matrices in backend memory; weights are the views of core/weights.h (the backend may upload them).
 //
-// KV cache layout (per backend, allocated by kv_init): for each slot (one sequence), layer and
-// position, K and V rows of n_kv_heads × head_dim values, stored as kv_cache_dtype says.
+// KV cache (per backend, allocated by kv_init): a pool of n_blocks blocks of block_size positions (vLLM's
+// paged KV cache); each block holds, per layer and position, K and V rows of n_kv_heads × head_dim values,
+// stored as kv_cache_dtype says. Each slot (a sequence of a step) has a block table: position p of slot s
+// lives in block table[s][p / block_size] at offset p % block_size. The engine's block manager decides the
+// tables (engine/block_manager.h) and sets them with set_block_table; without one (run, bench, perplexity)
+// every slot owns its own max_ctx positions.
 //
 // Step recording (CUDA graphs): model_forward calls begin_step() before a step's ops, so that a backend
 // can stage the step's token ids, slots, positions and logit rows once in its own memory, where the ops
@@ -32,6 +36,20 @@ const char* kv_cache_dtype_name(kv_cache_dtype d);
 // Bytes per stored K or V element (auto must be resolved first).
 int kv_cache_dtype_bytes(kv_cache_dtype d);
 
+// The KV pool: n_slots tables of up to ceil(max_ctx / block_size) blocks, over n_blocks blocks. n_blocks
+// = 0: n_slots × ceil(max_ctx / block_size) blocks, slot s's table preset to its own blocks s · bps ..
+// (s + 1) · bps - 1 (bps blocks per slot); otherwise every table starts empty. block_size: a power of two.
+struct kv_cache_shape {
+    int32_t n_slots = 1;
+    int32_t max_ctx = 1;
+    int32_t block_size = 16;
+    int32_t n_blocks = 0;
+};
+// Blocks a sequence of n positions needs.
+inline int32_t kv_blocks_for(int32_t n, int32_t block_size) {
+    return (n + block_size - 1) / block_size;
+}
+
 struct step_tokens {
     std::span<const int32_t> ids;        // [T]
     std::span<const int32_t> slots;      // [T]
@@ -48,14 +66,28 @@ class backend {
     // Copies n floats from backend memory to the host.
     virtual void to_host(const float* src, size_t n, float* dst) = 0;
 
-    // KV cache for n_slots sequences of up to max_ctx positions each.
-    virtual void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) = 0;
+    // Allocates the KV pool (see kv_cache_shape; any earlier one is dropped). Fails for a block size that
+    // is not a power of two or a pool smaller than one table.
+    virtual void kv_init(const model_config& c, const kv_cache_shape& shape, kv_cache_dtype dt) = 0;
+    // The same with the preset tables: n_slots sequences of up to max_ctx positions each.
+    void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) {
+        kv_init(c, kv_cache_shape{n_slots, max_ctx}, dt);
+    }
+    // Sets slot's block table (block ids in position order, at most ceil(max_ctx / block_size), each in
+    // [0, n_blocks)); positions at or past blocks.size() × block_size are then outside the slot. Takes
+    // effect from the next step.
+    virtual void set_block_table(int32_t slot, std::span<const int32_t> blocks) = 0;
     // The dtype the KV cache was allocated with (auto resolved).
     virtual kv_cache_dtype kv_dtype() const = 0;
 
     // Moves every weight the model's ops will read into backend memory now, not on first use (the CUDA
     // backend uploads them as stored); the default does nothing. Returns the backend-memory bytes in use.
     virtual uint64_t prepare(const model_weights& w) { return 0; }
+
+    // The device's free and total memory in bytes (false: not a device with its own memory, the CPU).
+    virtual bool memory_info(uint64_t& free_bytes, uint64_t& total_bytes) { return false; }
+    // Backend memory in use (weights, KV cache, buffers); 0 where not tracked.
+    virtual uint64_t device_bytes() const { return 0; }
 
     // See "Step recording" above.
     virtual void begin_step(const step_tokens& s, std::span<const int32_t> logit_rows) {}

@@ -58,23 +58,22 @@ void cpu_backend::gather_rows(const float* src, int64_t cols, std::span<const in
         std::memcpy(dst + int64_t(i) * cols, src + int64_t(rows[i]) * cols, size_t(cols) * sizeof(float));
 }
 
-void cpu_backend::kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) {
+void cpu_backend::kv_init(const model_config& c, const kv_cache_shape& shape, kv_cache_dtype dt) {
+    tables_.init(shape);
     kv_dtype_ = dt == kv_cache_auto ? kv_cache_f32 : dt;
-    n_slots_ = n_slots;
-    max_ctx_ = max_ctx;
     n_layers_ = int32_t(c.n_layers);
     kv_dim_ = c.n_kv_heads * c.head_dim;
-    size_t n = size_t(n_slots) * size_t(n_layers_) * size_t(max_ctx) * size_t(kv_dim_);
+    const size_t n =
+        size_t(n_layers_) * size_t(tables_.n_blocks()) * size_t(tables_.block_size()) * size_t(kv_dim_);
     k_cache_.assign(n, 0.0f);
     v_cache_.assign(n, 0.0f);
     inv_freq_ = rope_inv_freq(c);
 }
 
 float* cpu_backend::kv_row(bool value, int32_t slot, int32_t layer, int32_t pos) {
-    if (slot < 0 || slot >= n_slots_) fail("sequence slot {} outside [0, {})", slot, n_slots_);
-    if (pos < 0 || pos >= max_ctx_) fail("position {} outside the context of {} tokens", pos, max_ctx_);
-    size_t off = ((size_t(slot) * size_t(n_layers_) + size_t(layer)) * size_t(max_ctx_) + size_t(pos)) *
-                 size_t(kv_dim_);
+    const size_t block = size_t(tables_.block_of(slot, pos)), bs = size_t(tables_.block_size());
+    const size_t off =
+        ((size_t(layer) * size_t(tables_.n_blocks()) + block) * bs + size_t(pos) % bs) * size_t(kv_dim_);
     return (value ? v_cache_.data() : k_cache_.data()) + off;
 }
 

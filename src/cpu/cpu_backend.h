@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/kv_tables.h"
 
 namespace nibble {
 
@@ -17,7 +18,11 @@ class cpu_backend : public backend {
     const char* name() const override { return "cpu"; }
     float* alloc(size_t n) override;
     void to_host(const float* src, size_t n, float* dst) override;
-    void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) override;
+    using backend::kv_init;
+    void kv_init(const model_config& c, const kv_cache_shape& shape, kv_cache_dtype dt) override;
+    void set_block_table(int32_t slot, std::span<const int32_t> blocks) override {
+        tables_.set(slot, blocks);
+    }
     kv_cache_dtype kv_dtype() const override { return kv_dtype_; }
 
     void embed(const tensor_view& table, const step_tokens& s, float* out) override;
@@ -42,19 +47,21 @@ class cpu_backend : public backend {
 
     // Writes k and v [T, n_kv·hd] into the KV cache at each token's (slot, position), each value rounded
     // to the cache dtype as the CUDA cache stores it (rope_and_cache's last step; public so that tests can
-    // fill the cache with given rows). Fails for a slot or position outside kv_init's sizes.
+    // fill the cache with given rows). Fails for a slot or position outside its block table.
     void kv_store(int32_t layer, const step_tokens& s, const float* k, const float* v);
 
   private:
     float* kv_row(bool value, int32_t slot, int32_t layer, int32_t pos);
     std::vector<std::unique_ptr<float[]>> buffers_;
-    // KV cache, K and V each [slot][layer][pos][n_kv·hd] floats. With a bf16 or fp8 dtype every value is
+    // KV cache, K and V each [layer][block][block_size][n_kv·hd] floats (position p of slot s in block
+    // tables_.block_of(s, p)). With a bf16 or fp8 dtype every value is
     // stored already rounded through that format (BF16 RNE; E4M3 RNE saturating at ±448, scale 1: the
     // core/formats.h encoders), so attention reads exactly what the CUDA cache holds; memory stays 4
     // bytes per value whatever the dtype.
     std::vector<float> k_cache_, v_cache_;
     std::vector<float> inv_freq_;
-    int32_t n_slots_ = 0, max_ctx_ = 0, n_layers_ = 0;
+    kv_tables tables_;
+    int32_t n_layers_ = 0;
     kv_cache_dtype kv_dtype_ = kv_cache_f32;
     int64_t kv_dim_ = 0;
     std::function<void(const linear_weight&, float)> observer_;

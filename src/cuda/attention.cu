@@ -140,8 +140,8 @@ __global__ void __launch_bounds__(k_threads)
     attention_kernel(const float* __restrict__ q, const typename KV::storage* __restrict__ kc,
                      const typename KV::storage* __restrict__ vc, const int32_t* __restrict__ slots,
                      const int32_t* __restrict__ positions, int nh, int nkv, int hd, int group, int n_chunks,
-                     int64_t layer, int64_t n_layers, int64_t max_ctx, int n_splits, int n_fill, float qscale,
-                     float* __restrict__ part_acc, float* __restrict__ part_ml, float* __restrict__ out) {
+                     kv_pages pages, int n_splits, int n_fill, float qscale, float* __restrict__ part_acc,
+                     float* __restrict__ part_ml, float* __restrict__ out) {
     using L = lanes<KV, HDP, WIDE>;
     constexpr int E = L::e, LPK = L::per_key, KPW = L::keys_per_warp, W = L::words;
     constexpr int B = G * E <= 32 ? 4 : 2;  // keys per lane group per iteration
@@ -157,10 +157,9 @@ __global__ void __launch_bounds__(k_threads)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int ks = lane / LPK, e0 = (lane % LPK) * E;
     const int64_t kv_dim = int64_t(nkv) * hd;
-    const int64_t first =
-        ((int64_t(slots[t]) * n_layers + layer) * max_ctx + r.begin) * kv_dim + int64_t(kvh) * hd;
-    const typename KV::storage* kbase = kc + first;
-    const typename KV::storage* vbase = vc + first;
+    const int slot = slots[t];
+    const typename KV::storage* kbase = kc + int64_t(kvh) * hd;
+    const typename KV::storage* vbase = vc + int64_t(kvh) * hd;
     const int h0 = kvh * group + chunk * G, n_g = min(G, group - chunk * G);
 
     float qr[G][E], acc[G][E], m[G], l[G];
@@ -184,8 +183,9 @@ __global__ void __launch_bounds__(k_threads)
         for (int b = 0; b < B; ++b) {
             const int j = base + b * KPW + ks;
             ok[b] = j < n;
-            load_row<KV, HDP, WIDE>(kbase + int64_t(j) * kv_dim, e0, hd, ok[b], kw[b]);
-            load_row<KV, HDP, WIDE>(vbase + int64_t(j) * kv_dim, e0, hd, ok[b], vw[b]);
+            const int64_t row = pages.row(slot, r.begin + (ok[b] ? j : 0), kv_dim);
+            load_row<KV, HDP, WIDE>(kbase + row, e0, hd, ok[b], kw[b]);
+            load_row<KV, HDP, WIDE>(vbase + row, e0, hd, ok[b], vw[b]);
         }
         float s[G][B];
 #pragma unroll
@@ -332,9 +332,9 @@ cudaError_t launch_main(const launch_args& a) {
     const dim3 grid(unsigned(a.T * a.split.n_splits), unsigned(kv.n_kv * n_chunks));
     attention_kernel<KV, HDP, G, WIDE><<<grid, k_threads, 0, a.st>>>(
         a.q, static_cast<const typename KV::storage*>(kv.k), static_cast<const typename KV::storage*>(kv.v),
-        a.slots, a.positions, int(a.nh), int(kv.n_kv), int(kv.head_dim), group, n_chunks, a.layer,
-        kv.n_layers, kv.max_ctx, a.split.n_splits, a.split.n_fill, k_log2e / sqrtf(float(kv.head_dim)),
-        a.part_acc, a.part_ml, a.out);
+        a.slots, a.positions, int(a.nh), int(kv.n_kv), int(kv.head_dim), group, n_chunks,
+        kv_pages{kv.tables, kv.max_blocks, a.layer * kv.n_blocks << kv.block_shift, int(kv.block_shift)},
+        a.split.n_splits, a.split.n_fill, k_log2e / sqrtf(float(kv.head_dim)), a.part_acc, a.part_ml, a.out);
     return cudaGetLastError();
 }
 
@@ -440,8 +440,9 @@ cudaError_t cuda_attention(const float* q, const cuda_kv_cache& kv, const int32_
                            cudaStream_t st) {
     const int64_t hd = kv.head_dim, nkv = kv.n_kv;
     if (T < 0 || nh <= 0 || nkv <= 0 || nh % nkv || hd <= 0 || hd % 2 || hd > 256 || layer < 0 ||
-        layer >= kv.n_layers || !kv.k || !kv.v || split.n_splits < 1 || split.n_splits > k_max_splits ||
-        split.n_fill < 1 || split.n_fill > split.n_splits || T * split.n_splits > INT32_MAX)
+        layer >= kv.n_layers || !kv.k || !kv.v || !kv.tables || kv.block_shift < 0 || kv.block_shift > 20 ||
+        split.n_splits < 1 || split.n_splits > k_max_splits || split.n_fill < 1 ||
+        split.n_fill > split.n_splits || T * split.n_splits > INT32_MAX)
         return cudaErrorInvalidValue;
     const int64_t parts = T * nh * split.n_splits;
     if (split.n_splits > 1 && (!scratch || scratch_floats < parts * (hd + 2))) return cudaErrorInvalidValue;

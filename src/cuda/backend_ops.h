@@ -48,15 +48,19 @@ cudaError_t cuda_rms_norm(const float* x, const float* w, int64_t rows, int64_t 
 // How K and V values are stored: float32, BF16 (RNE) or FP8 E4M3 bytes (scale 1, RNE saturating at
 // ±448).
 enum cuda_kv_type : int { cuda_kv_f32 = 0, cuda_kv_bf16 = 1, cuda_kv_fp8 = 2 };
-// Layout: K and V are each [n_slots][n_layers][max_ctx][n_kv · head_dim] elements of `type`, densely
-// packed: the row of (slot, layer, pos) starts at element ((slot · n_layers + layer) · max_ctx + pos) ·
-// n_kv · head_dim, KV head h's values at h · head_dim within it (the CPU's layout, element type aside).
-// The buffers are 16-byte aligned (cudaMalloc).
+// Layout (paged, core/backend.h): K and V are each [n_layers][n_blocks][block_size][n_kv · head_dim]
+// elements of `type`, densely packed; tables is the device copy of the block tables, [n_slots][max_blocks]
+// int32 (core/kv_tables.h). The row of (slot, layer, pos) starts at element ((layer · n_blocks +
+// tables[slot · max_blocks + pos / block_size]) · block_size + pos % block_size) · n_kv · head_dim, KV head
+// h's values at h · head_dim within it. block_size = 1 << block_shift. The buffers are 16-byte aligned
+// (cudaMalloc). max_ctx bounds every position (the split plan depends on it).
 struct cuda_kv_cache {
     void* k = nullptr;
     void* v = nullptr;
     cuda_kv_type type = cuda_kv_f32;
-    int64_t n_slots = 0, n_layers = 0, max_ctx = 0, n_kv = 0, head_dim = 0;
+    int64_t n_blocks = 0, block_shift = 4, n_layers = 0, n_kv = 0, head_dim = 0;
+    const int32_t* tables = nullptr;
+    int64_t max_blocks = 0, max_ctx = 0;
 };
 // Bytes of one stored element.
 int cuda_kv_type_bytes(cuda_kv_type t);
@@ -64,8 +68,9 @@ int cuda_kv_type_bytes(cuda_kv_type t);
 // RoPE fused with the cache append, one launch: in place on q [T, nh·hd] and k [T, nkv·hd], per-head
 // RMSNorm with q_norm / k_norm [hd] when non-null, then RoPE (rotate_half pairs (i, i + hd/2), angle
 // positions[t] · inv_freq[i]); then k (rotated) and v [T, nkv·hd] are stored, encoded as kv.type, at
-// (slots[t], layer, positions[t]). hd = kv.head_dim even, <= 2048; slots and positions in range (the
-// caller validates them; they are read on the device only, so the launch depends on T and sizes only).
+// (slots[t], layer, positions[t]). hd = kv.head_dim even, <= 2048; slots and positions in range and inside
+// their block tables (the caller validates them; they and the tables are read on the device only, so the
+// launch depends on T and sizes only).
 cudaError_t cuda_rope_and_cache(float* q, float* k, const float* v, const float* q_norm, const float* k_norm,
                                 const int32_t* slots, const int32_t* positions, const float* inv_freq,
                                 int64_t T, int64_t nh, float eps, const cuda_kv_cache& kv, int64_t layer,
@@ -73,13 +78,14 @@ cudaError_t cuda_rope_and_cache(float* q, float* k, const float* v, const float*
 
 // --- attention.cu
 // Causal GQA over the cache: out[t, h] = softmax(q[t, h] · K[slots[t], layer, 0..positions[t]]ᵀ /
-// sqrt(hd)) · V (FP32 math), head h reading KV head h / (nh / n_kv); q and out [T, nh·hd] float32.
-// Split-KV (flash-decoding): one block per (token, KV head, group of up to 8 of its q heads, split) reads
-// each K/V row once for all those heads. A token's n = positions[t] + 1 keys (read on the device) are
-// cut into max(1, min(n_splits, ceil(n / 64), max(n_fill, ceil(n / 512)))) near-equal ranges (starts at
-// multiples of 16); blocks past the last range exit. A token with one range writes out directly;
-// otherwise each range's partial (max, sum, output) goes to `scratch` and a combine kernel merges them.
-// Launch sizes depend only on T, the sizes and `split`. Contract: nh % n_kv == 0, hd = kv.head_dim even and
+// sqrt(hd)) · V (rows found through the block tables; FP32 math), head h reading KV head h / (nh / n_kv); q
+// and out [T, nh·hd] float32. Split-KV (flash-decoding): one block per (token, KV head, group of up to 8 of
+// its q heads, split) reads each K/V row once for all those heads. A token's n = positions[t] + 1 keys (read
+// on the device) are cut into max(1, min(n_splits, ceil(n / 64), max(n_fill, ceil(n / 512)))) near-equal
+// ranges (starts at multiples of 16); blocks past the last range exit. A token with one range writes out
+// directly; otherwise each range's partial (max, sum, output) goes to `scratch` and a combine kernel merges
+// them. Launch sizes depend only on T, the sizes and `split`. Contract: nh % n_kv == 0, hd = kv.head_dim even
+// and
 // <= 256, 1 <= split.n_fill <= split.n_splits <= 64, and for n_splits > 1 scratch holds at least T · nh ·
 // n_splits · (hd + 2) floats (else cudaErrorInvalidValue).
 struct cuda_attention_split {

@@ -78,6 +78,7 @@ cuda_backend::~cuda_backend() {
     for (auto& g : scratch_) cudaFree(g.p);
     for (auto& g : ints_) cudaFree(g.p);
     cudaFree(mma_ws_.p);
+    for (growable* g : {&kv_k_, &kv_v_, &kv_tables_dev_, &kv_freq_, &kv_scratch_}) cudaFree(g->p);
     if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -122,6 +123,7 @@ void cuda_backend::begin_step(const step_tokens& s, std::span<const int32_t> log
     NIBBLE_CUDA_CHECK(
         cudaMemcpyAsync(step_dev_, step_host_, need * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
     NIBBLE_CUDA_CHECK(cudaEventRecord(step_copied_, stream_));
+    upload_tables();
 }
 
 const int32_t* cuda_backend::step_ints(int which, std::span<const int32_t> v) {
@@ -250,9 +252,18 @@ uint64_t cuda_backend::prepare(const model_weights& w) {
 
 uint64_t cuda_backend::device_bytes() const {
     uint64_t b = device_bytes_ + mma_ws_.bytes + step_cap_ * sizeof(int32_t);
+    for (const growable* g : {&kv_k_, &kv_v_, &kv_tables_dev_, &kv_freq_, &kv_scratch_}) b += g->bytes;
     for (const growable& g : scratch_) b += g.bytes;
     for (const growable& g : ints_) b += g.bytes;
     return b;
+}
+
+bool cuda_backend::memory_info(uint64_t& free_bytes, uint64_t& total_bytes) {
+    size_t f = 0, t = 0;
+    NIBBLE_CUDA_CHECK(cudaMemGetInfo(&f, &t));
+    free_bytes = f;
+    total_bytes = t;
+    return true;
 }
 
 const float* cuda_backend::f32_vector(const std::vector<float>& v) {
@@ -295,46 +306,69 @@ const int32_t* cuda_backend::ints(int which, std::span<const int32_t> v) {
     return static_cast<const int32_t*>(g.p);
 }
 
-void cuda_backend::kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) {
+void cuda_backend::kv_init(const model_config& c, const kv_cache_shape& shape, kv_cache_dtype dt) {
     const kv_cache_dtype d = dt == kv_cache_auto ? kv_cache_bf16 : dt;
     const int64_t hd = c.head_dim, nkv = c.n_kv_heads;
     if (hd <= 0 || hd % 2 || hd > 256)
         fail("the CUDA attention takes an even head_dim <= 256, the model has {}", hd);
     if (nkv <= 0 || c.n_heads % nkv)
         fail("{} attention heads are not a multiple of {} KV heads", c.n_heads, nkv);
+    not_recording("kv_init");
+    tables_.init(shape);
     NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
     drop_graphs();  // recorded steps point into the old cache
+    for (growable* g : {&kv_k_, &kv_v_, &kv_tables_dev_, &kv_freq_, &kv_scratch_}) {
+        NIBBLE_CUDA_CHECK(cudaFree(g->p));
+        *g = growable{};
+    }
     kv_dtype_ = d;
-    n_slots_ = n_slots;
-    max_ctx_ = max_ctx;
     n_layers_ = int32_t(c.n_layers);
+    kv_ = cuda_kv_cache{};
     kv_.type = d == kv_cache_f32 ? cuda_kv_f32 : d == kv_cache_bf16 ? cuda_kv_bf16 : cuda_kv_fp8;
-    kv_.n_slots = n_slots;
+    kv_.n_blocks = tables_.n_blocks();
+    kv_.block_shift = tables_.block_shift();
     kv_.n_layers = c.n_layers;
-    kv_.max_ctx = max_ctx;
     kv_.n_kv = nkv;
     kv_.head_dim = hd;
-    const size_t bytes = size_t(n_slots) * size_t(n_layers_) * size_t(max_ctx) * size_t(nkv * hd) *
-                         size_t(cuda_kv_type_bytes(kv_.type));
-    kv_.k = alloc((bytes + 3) / 4);
-    kv_.v = alloc((bytes + 3) / 4);
-    NIBBLE_CUDA_CHECK(cudaMemsetAsync(kv_.k, 0, bytes, stream_));
-    NIBBLE_CUDA_CHECK(cudaMemsetAsync(kv_.v, 0, bytes, stream_));
+    kv_.max_blocks = tables_.max_blocks();
+    kv_.max_ctx = tables_.max_ctx();
+    const size_t bytes = size_t(n_layers_) * size_t(kv_.n_blocks) * size_t(tables_.block_size()) *
+                         size_t(nkv * hd) * size_t(cuda_kv_type_bytes(kv_.type));
+    grow(kv_k_, std::max<size_t>(bytes, 16), true);
+    grow(kv_v_, std::max<size_t>(bytes, 16), true);
+    kv_.k = kv_k_.p;
+    kv_.v = kv_v_.p;
+    grow(kv_tables_dev_, tables_.rows().size() * sizeof(int32_t), false);
+    kv_.tables = static_cast<const int32_t*>(kv_tables_dev_.p);
+    upload_tables();
     NIBBLE_CUDA_CHECK(cudaDeviceGetAttribute(&n_sm_, cudaDevAttrMultiProcessorCount, device_));
     attn_scratch_floats_ = cuda_attention_scratch_floats(c.n_heads, kv_, n_sm_);
-    attn_scratch_ = attn_scratch_floats_ > 0 ? alloc(size_t(attn_scratch_floats_)) : nullptr;
+    attn_scratch_ = nullptr;
+    if (attn_scratch_floats_ > 0) {
+        grow(kv_scratch_, size_t(attn_scratch_floats_) * sizeof(float), false);
+        attn_scratch_ = static_cast<float*>(kv_scratch_.p);
+    }
     std::vector<float> f = rope_inv_freq(c);
-    inv_freq_ = alloc(f.size());
+    grow(kv_freq_, f.size() * sizeof(float), false);
+    inv_freq_ = static_cast<float*>(kv_freq_.p);
     upload(f.data(), f.size(), inv_freq_);
 }
 
+void cuda_backend::upload_tables() {
+    const int32_t first = tables_.dirty_first(), last = tables_.dirty_last();
+    if (first == last) return;
+    const size_t row = size_t(tables_.max_blocks());
+    // From pageable memory: the copy is staged before the call returns, so the host tables may change
+    // after it; the stream orders it before the step's ops and after the previous step's.
+    NIBBLE_CUDA_CHECK(cudaMemcpyAsync(static_cast<int32_t*>(kv_tables_dev_.p) + size_t(first) * row,
+                                      tables_.rows().data() + size_t(first) * row,
+                                      size_t(last - first) * row * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                      stream_));
+    tables_.clear_dirty();
+}
+
 void cuda_backend::check_tokens(const step_tokens& s) const {
-    for (size_t t = 0; t < s.ids.size(); ++t) {
-        if (s.slots[t] < 0 || s.slots[t] >= n_slots_)
-            fail("sequence slot {} outside [0, {})", s.slots[t], n_slots_);
-        if (s.positions[t] < 0 || s.positions[t] >= max_ctx_)
-            fail("position {} outside the context of {} tokens", s.positions[t], max_ctx_);
-    }
+    for (size_t t = 0; t < s.ids.size(); ++t) tables_.check(s.slots[t], s.positions[t]);
 }
 
 void cuda_backend::embed(const tensor_view& table, const step_tokens& s, float* out) {
@@ -371,6 +405,7 @@ void cuda_backend::rope_and_cache(const model_config& c, int32_t layer, const la
                                   const step_tokens& s, float* q, float* k, const float* v) {
     if (!kv_.k) fail("rope_and_cache before kv_init");
     check_tokens(s);
+    upload_tables();  // no-op after begin_step
     const int64_t T = int64_t(s.ids.size());
     const bool qk_norm = !l.q_norm.empty();
     const int32_t* pos = step_ints(2, s.positions);
@@ -384,6 +419,7 @@ void cuda_backend::attention(const model_config& c, int32_t layer, const step_to
                              float* out) {
     if (!kv_.k) fail("attention before kv_init");
     check_tokens(s);
+    upload_tables();  // no-op after begin_step
     const int64_t T = int64_t(s.ids.size());
     const int32_t* pos = step_ints(2, s.positions);
     const int32_t* slots = step_ints(1, s.slots);

@@ -2,11 +2,11 @@
 // against the CPU backend (tests/cuda/test_cuda_backend.cpp).
 //
 // Memory: activations are float32 device buffers from alloc(); the KV cache is BF16 (auto), FP8 E4M3 or
-// float32 with the CPU's layout ([slot][layer][pos][n_kv·hd] for K and for V; cuda_kv_cache in
-// backend_ops.h). Weights are uploaded once (all of them by prepare() at load, else on first use), keyed by
-// the host view's data pointer:
-// packed formats (NVFP4, MXFP4, FP8) and BF16 weights stay as stored; F16/F32 weights, norms, biases and
-// FP8 scales are converted once to float32 on the device.
+// float32 with the CPU's paged layout ([layer][block][block_size][n_kv·hd] for K and for V; cuda_kv_cache
+// in backend_ops.h); the block tables are mirrored on the device and uploaded by begin_step when changed.
+// Weights are uploaded once (all of them by prepare() at load, else on first use), keyed by the host view's
+// data pointer: packed formats (NVFP4, MXFP4, FP8) and BF16 weights stay as stored; F16/F32 weights, norms,
+// biases and FP8 scales are converted once to float32 on the device.
 //
 // Linear: activations are fake-quantized first for W4A4 / FP8 schemes, exactly as core/quant.cpp and
 // cpu_quantize_activations. Rows <= 16 (decode): NVFP4 and FP8 weights run on the tensor cores
@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/kv_tables.h"
 #include "cuda/backend_ops.h"
 #include "cuda/linear_stream.h"
 
@@ -53,7 +54,11 @@ class cuda_backend : public backend {
     const char* name() const override { return "cuda"; }
     float* alloc(size_t n) override;
     void to_host(const float* src, size_t n, float* dst) override;
-    void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) override;
+    using backend::kv_init;
+    void kv_init(const model_config& c, const kv_cache_shape& shape, kv_cache_dtype dt) override;
+    void set_block_table(int32_t slot, std::span<const int32_t> blocks) override {
+        tables_.set(slot, blocks);
+    }
     kv_cache_dtype kv_dtype() const override { return kv_dtype_; }
 
     void embed(const tensor_view& table, const step_tokens& s, float* out) override;
@@ -89,7 +94,8 @@ class cuda_backend : public backend {
     // Bytes of weights uploaded so far (as stored; F16/F32 weights, norms, biases, FP8 scales as float32).
     uint64_t uploaded_weight_bytes() const { return uploaded_bytes_; }
     // Device memory this backend holds: weights, KV cache, activations and scratch.
-    uint64_t device_bytes() const;
+    uint64_t device_bytes() const override;
+    bool memory_info(uint64_t& free_bytes, uint64_t& total_bytes) override;
     cudaStream_t stream() const { return stream_; }
 
     // --- Tensor-core linear (linear_tensor_core), public part
@@ -171,8 +177,14 @@ class cuda_backend : public backend {
     float* attn_scratch_ = nullptr;
     int64_t attn_scratch_floats_ = 0;
     int n_sm_ = 0;  // SMs of the device, for cuda_attention_plan
-    int32_t n_slots_ = 0, max_ctx_ = 0, n_layers_ = 0;
+    // The pool (K, V), the device block tables, RoPE frequencies and attention scratch, freed and
+    // allocated again by each kv_init; the host tables (uploaded by begin_step while dirty).
+    growable kv_k_, kv_v_, kv_tables_dev_, kv_freq_, kv_scratch_;
+    kv_tables tables_;
+    int32_t n_layers_ = 0;
     kv_cache_dtype kv_dtype_ = kv_cache_bf16;
+    // Uploads the block tables begin_step found changed (stream ordered, before the step's ops).
+    void upload_tables();
 };
 
 }  // namespace nibble

@@ -18,6 +18,18 @@
 
 namespace nibble {
 
+// Where a position's K/V row lives in the paged cache (backend_ops.h, cuda_kv_cache), for kernels.
+struct kv_pages {
+    const int32_t* tables;           // [n_slots][max_blocks]
+    int64_t max_blocks, layer_rows;  // layer_rows = layer · n_blocks · block_size
+    int shift;
+    // First element of the row of position pos of slot (rows of kv_dim elements).
+    __device__ __forceinline__ int64_t row(int slot, int pos, int64_t kv_dim) const {
+        const int64_t b = tables[int64_t(slot) * max_blocks + (pos >> shift)];
+        return (layer_rows + (b << shift) + (pos & ((1 << shift) - 1))) * kv_dim;
+    }
+};
+
 struct kv_f32 {
     using storage = float;
     static constexpr int bytes = 4;

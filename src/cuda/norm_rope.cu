@@ -44,12 +44,11 @@ template <class KV>
 __global__ void rope_and_cache_kernel(float* q, float* k, const float* v, const float* q_norm,
                                       const float* k_norm, const int32_t* slots, const int32_t* positions,
                                       const float* inv_freq, int64_t nh, int64_t nkv, int64_t hd, float eps,
-                                      typename KV::storage* kc, typename KV::storage* vc, int64_t layer,
-                                      int64_t n_layers, int64_t max_ctx) {
+                                      typename KV::storage* kc, typename KV::storage* vc, kv_pages pages) {
     const int64_t t = blockIdx.x, h = blockIdx.y, half = hd / 2;
     const int i = threadIdx.x;
     const int64_t kv_dim = nkv * hd;
-    const int64_t row = ((int64_t(slots[t]) * n_layers + layer) * max_ctx + positions[t]) * kv_dim;
+    const int64_t row = pages.row(slots[t], positions[t], kv_dim);
     if (h >= nh + nkv) {  // a v head: stored as is
         const int64_t off = (h - nh - nkv) * hd;
         if (i < half) {
@@ -93,8 +92,8 @@ cudaError_t launch_rope_and_cache(float* q, float* k, const float* v, const floa
     const unsigned threads = unsigned((hd / 2 + 31) / 32 * 32);
     rope_and_cache_kernel<KV><<<dim3(unsigned(T), unsigned(nh + 2 * nkv)), threads, 0, st>>>(
         q, k, v, q_norm, k_norm, slots, positions, inv_freq, nh, nkv, hd, eps,
-        static_cast<typename KV::storage*>(kv.k), static_cast<typename KV::storage*>(kv.v), layer,
-        kv.n_layers, kv.max_ctx);
+        static_cast<typename KV::storage*>(kv.k), static_cast<typename KV::storage*>(kv.v),
+        kv_pages{kv.tables, kv.max_blocks, layer * kv.n_blocks << kv.block_shift, int(kv.block_shift)});
     return cudaGetLastError();
 }
 
@@ -118,7 +117,8 @@ cudaError_t cuda_rope_and_cache(float* q, float* k, const float* v, const float*
                                 cudaStream_t st) {
     const int64_t hd = kv.head_dim, nkv = kv.n_kv;
     if (T < 0 || nh <= 0 || nkv <= 0 || hd <= 0 || hd % 2 || hd > 2048 || T > INT32_MAX ||
-        nh + 2 * nkv > 65535 || layer < 0 || layer >= kv.n_layers || !kv.k || !kv.v)
+        nh + 2 * nkv > 65535 || layer < 0 || layer >= kv.n_layers || !kv.k || !kv.v || !kv.tables ||
+        kv.block_shift < 0 || kv.block_shift > 20)
         return cudaErrorInvalidValue;
     if (T == 0) return cudaSuccess;
     switch (kv.type) {

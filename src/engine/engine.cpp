@@ -26,9 +26,17 @@ engine::engine(model_runner& runner, const engine_options& opt) : runner_(runner
     if (opt.max_num_batched_tokens > runner.max_step())
         fail("max_num_batched_tokens {} exceeds the runner's step of {} tokens", opt.max_num_batched_tokens,
              runner.max_step());
-    // One slot per sequence: the runner was built with n_slots slots.
-    sched_ = std::make_unique<scheduler>(runner.n_slots(), opt.max_num_batched_tokens);
+    // One table slot per running sequence over the runner's KV pool.
+    scheduler_options so;
+    so.n_slots = runner.n_slots();
+    so.max_batched_tokens = opt.max_num_batched_tokens;
+    so.n_blocks = runner.n_blocks();
+    so.block_size = runner.block_size();
+    so.max_ctx = runner.max_ctx();
+    sched_ = std::make_unique<scheduler>(so);
     stats_.n_slots = runner.n_slots();
+    stats_.n_blocks = runner.n_blocks();
+    stats_.block_size = runner.block_size();
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -93,10 +101,12 @@ void engine::loop() {
             inbox.swap(inbox_);
             aborts.swap(aborts_);
         }
+        int64_t n_new_prompt_tokens = 0;  // counted once per request (vllm:prompt_tokens_total)
         for (auto& [id, req] : inbox) {
-            const int32_t n = int32_t(req.prompt.size());
-            seqs_[id] = std::make_unique<sequence>(std::move(req), runner_);
-            sched_->add(id, n);
+            auto seq = std::make_unique<sequence>(std::move(req), runner_);
+            sched_->add(id, seq->req.prompt);
+            n_new_prompt_tokens += int64_t(seq->req.prompt.size());
+            seqs_[id] = std::move(seq);
         }
         for (int64_t id : aborts) sched_->abort(id);
         try {
@@ -107,6 +117,10 @@ void engine::loop() {
         std::lock_guard lk(mu_);
         stats_.n_running = sched_->n_running();
         stats_.n_waiting = sched_->n_waiting() + int32_t(inbox_.size());
+        stats_.kv_usage = sched_->blocks().usage();
+        stats_.prefix_cache = sched_->blocks().stats();
+        stats_.n_preemptions = sched_->n_preemptions();
+        stats_.n_prompt_tokens += n_new_prompt_tokens;
     }
     // Inbox requests never started: they end too.
     for (auto& [id, req] : inbox_) {
@@ -137,23 +151,21 @@ void engine::run_step() {
     if (plan.items.empty()) return;
 
     std::vector<int32_t> ids, slots, positions, rows;
-    int64_t n_prompt_tokens = 0;
     for (const step_item& it : plan.items) {
         const sequence& s = *seqs_.at(it.id);
+        runner_.set_block_table(it.slot, sched_->block_table(it.id));
         for (int32_t i = 0; i < it.n_tokens; ++i) {
             ids.push_back(s.tokens[size_t(it.start + i)]);
             slots.push_back(it.slot);
             positions.push_back(it.start + i);
         }
-        const int32_t n_prompt = int32_t(s.req.prompt.size());
-        if (it.start < n_prompt) n_prompt_tokens += std::min(it.start + it.n_tokens, n_prompt) - it.start;
         if (it.sample) rows.push_back(int32_t(ids.size()) - 1);
     }
     std::vector<float> logits = runner_.step(slots, ids, positions, rows);
 
     const size_t V = size_t(runner_.config().vocab_size);
     size_t row = 0;
-    int64_t n_generated = 0, n_stop = 0, n_length = 0;
+    int64_t n_generated = 0;
     for (const step_item& it : plan.items) {
         if (!it.sample) continue;
         sequence& s = *seqs_.at(it.id);
@@ -177,21 +189,21 @@ void engine::run_step() {
             ev.finish = res.finish;
             ev.stop_string = res.stop_string;
             ev.stop_token = res.stop_token;
+            {  // counted before the client hears of it, so that /metrics read after the answer includes it
+                std::lock_guard lk(mu_);
+                ++(res.finish == finish_reason_stop ? stats_.n_finished_stop : stats_.n_finished_length);
+            }
             s.req.on_event(ev);
             sched_->finish(it.id);
             seqs_.erase(it.id);
-            ++(res.finish == finish_reason_stop ? n_stop : n_length);
         } else {
             ev.text = std::move(res.text);
             s.req.on_event(ev);
-            sched_->append(it.id);
+            sched_->append(it.id, tok);
         }
     }
     std::lock_guard lk(mu_);
-    stats_.n_prompt_tokens += n_prompt_tokens;
     stats_.n_generation_tokens += n_generated;
-    stats_.n_finished_stop += n_stop;
-    stats_.n_finished_length += n_length;
 }
 
 }  // namespace nibble

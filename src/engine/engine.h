@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/block_manager.h"
 #include "engine/runner.h"
 #include "engine/sampler.h"
 #include "engine/sampling_params.h"
@@ -63,7 +64,11 @@ struct engine_stats {
     int32_t n_running = 0, n_waiting = 0;
     int64_t n_prompt_tokens = 0, n_generation_tokens = 0;               // totals since start
     int64_t n_finished_stop = 0, n_finished_length = 0, n_aborted = 0;  // requests ended, by reason
-    int32_t n_slots = 0;                                                // KV slots (sequences at once)
+    int32_t n_slots = 0;                                                // sequences at once
+    int32_t n_blocks = 0, block_size = 0;                               // the KV pool
+    double kv_usage = 0;                                                // fraction of blocks held
+    prefix_cache_stats prefix_cache;                                    // tokens queried / hit
+    int64_t n_preemptions = 0;                                          // since start
 };
 
 class engine {

@@ -28,11 +28,59 @@ model_runner::model_runner(const std::string& dir, const runner_options& opt) : 
     } else {
         fail("unknown device '{}' (cpu or cuda)", opt.device);
     }
-    backend_->kv_init(model_.config, n_slots_, max_ctx_, opt.kv_dtype);
+    block_size_ = opt.block_size;
+    kv_cache_shape shape{n_slots_, max_ctx_, block_size_, 0};
+    if (opt.kv_blocks > 0) shape.n_blocks = opt.kv_blocks;
+    if (opt.kv_blocks == 0) shape.n_blocks = n_slots_ * kv_blocks_for(max_ctx_, block_size_);
+    uint64_t free_b = 0, total_b = 0;
+    const bool profile = opt.kv_blocks == 0 && backend_->memory_info(free_b, total_b);
+    // A profiling run needs a pool for its one sequence of max_step tokens first.
+    if (profile) shape = kv_cache_shape{1, max_step_, block_size_, 0};
+    backend_->kv_init(model_.config, shape, opt.kv_dtype);
     forward_ =
         std::make_unique<model_forward>(model_.config, model_.weights, *backend_, max_step_, max_step_);
     forward_->set_step_graphs(opt.step_graphs);
     device_bytes_ = backend_->prepare(model_.weights);
+    if (profile) {
+        shape = kv_cache_shape{n_slots_, max_ctx_, block_size_, profile_kv_blocks(opt)};
+        backend_->kv_init(model_.config, shape, opt.kv_dtype);
+        device_bytes_ = backend_->device_bytes();
+    }
+    n_blocks_ = shape.n_blocks > 0 ? shape.n_blocks : n_slots_ * kv_blocks_for(max_ctx_, block_size_);
+}
+
+int32_t model_runner::profile_kv_blocks(const runner_options& opt) {
+    if (!(opt.gpu_memory_utilization > 0.0 && opt.gpu_memory_utilization <= 1.0))
+        fail("--gpu-memory-utilization must be in (0, 1], got {}", opt.gpu_memory_utilization);
+    // The worst-case step: max_step tokens of one sequence, logits for every one of them.
+    std::vector<int32_t> ids(size_t(max_step_), 0), slots(size_t(max_step_), 0), pos(size_t(max_step_), 0),
+        rows;
+    for (int32_t i = 0; i < max_step_; ++i) pos[size_t(i)] = i, rows.push_back(i);
+    std::vector<float> logits(size_t(max_step_) * size_t(config().vocab_size));
+    const bool graphs = forward_->step_graphs();
+    forward_->set_step_graphs(false);
+    forward_->step(step_tokens{ids, slots, pos}, rows, logits.data());
+    forward_->set_step_graphs(graphs);
+    uint64_t free_b = 0, total_b = 0;
+    backend_->memory_info(free_b, total_b);
+    // What the profiling pool holds is given back by the next kv_init: count it as available.
+    const uint64_t profiled_kv =
+        kv_bytes_per_position() * uint64_t(kv_blocks_for(max_step_, block_size_)) * uint64_t(block_size_);
+    const double used = double(total_b - free_b) - double(profiled_kv);
+    const double budget = opt.gpu_memory_utilization * double(total_b) - used;
+    const double per_block = double(kv_bytes_per_position()) * double(block_size_);
+    const int64_t fit = budget > 0 ? int64_t(budget / per_block) : 0;
+    const int32_t need = kv_blocks_for(max_ctx_, block_size_);
+    if (fit < need)
+        fail(
+            "{:.2f} GB of the GPU's {:.2f} GB are in use after loading; --gpu-memory-utilization {} leaves "
+            "{:.2f} GB "
+            "for the KV cache, {} blocks of {} positions, less than the {} blocks one sequence of "
+            "--max-model-len {} "
+            "needs (raise --gpu-memory-utilization or lower --max-model-len)",
+            used / 1e9, double(total_b) / 1e9, opt.gpu_memory_utilization, std::max(budget, 0.0) / 1e9, fit,
+            block_size_, need, max_ctx_);
+    return int32_t(std::min<int64_t>(fit, INT32_MAX));
 }
 
 model_runner::~model_runner() = default;
@@ -124,11 +172,12 @@ uint64_t model_runner::kv_bytes_per_position() const {
 
 std::string model_runner::memory_report() const {
     if (device_bytes_ == 0) return "";
-    const double kv = double(kv_bytes_per_position()) * double(max_ctx_) * double(n_slots_);
+    const double kv = double(kv_bytes_per_position()) * double(n_blocks_) * double(block_size_);
     return fmt::format(
-        "[{}] device memory after loading: {:.3f} GB (KV cache {:.3f} GB: {} x {} positions, {})",
-        backend_->name(), double(device_bytes_) / 1e9, kv / 1e9, n_slots_, max_ctx_,
-        kv_cache_dtype_name(backend_->kv_dtype()));
+        "[{}] device memory after loading: {:.3f} GB (KV cache {:.3f} GB: {} blocks of {} positions = {:.1f} "
+        "sequences of {}, {})",
+        backend_->name(), double(device_bytes_) / 1e9, kv / 1e9, n_blocks_, block_size_,
+        double(n_blocks_) * block_size_ / max_ctx_, max_ctx_, kv_cache_dtype_name(backend_->kv_dtype()));
 }
 
 std::string logits_hash(std::span<const float> logits) {

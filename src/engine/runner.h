@@ -1,5 +1,12 @@
 // A model ready to run: the loaded checkpoint, its tokenizer, a backend with its KV cache, and the
 // forward. Sequences live in slots; prefill feeds a prompt chunk by chunk, decode one token per slot.
+//
+// The KV cache is a pool of blocks (core/backend.h). By default every slot owns max_ctx positions (run,
+// bench, perplexity). For serving (kv_blocks >= 0) the pool is handed out by the engine's block manager
+// through set_block_table: kv_blocks blocks when > 0; when 0, on CUDA, as many as fit in
+// gpu_memory_utilization of the device's memory once the weights are loaded and a worst-case step (max_step
+// tokens, as many logit rows) has run (vLLM's profiling run), on the CPU n_slots × ceil(max_ctx /
+// block_size).
 #pragma once
 
 #include <memory>
@@ -21,6 +28,9 @@ struct runner_options {
     std::string device = "cpu";  // "cpu" or "cuda" (the latter needs a build with CUDA and a GPU)
     kv_cache_dtype kv_dtype = kv_cache_auto;  // --kv-cache-dtype
     bool step_graphs = true;                  // record and replay steps (CUDA graphs); --eager turns off
+    int32_t block_size = 16;                  // KV positions per block (a power of two)
+    int32_t kv_blocks = -1;                   // -1: each slot owns its positions; else see above
+    double gpu_memory_utilization = 0.9;      // --gpu-memory-utilization (CUDA, kv_blocks == 0)
 };
 
 // "cuda" when this build has the CUDA backend and a GPU is present, else "cpu".
@@ -54,6 +64,12 @@ class model_runner {
     int32_t max_ctx() const { return max_ctx_; }
     int32_t max_step() const { return max_step_; }
     int32_t n_slots() const { return n_slots_; }
+    // The KV pool: blocks of block_size() positions; slot tables set by set_block_table (serving).
+    int32_t n_blocks() const { return n_blocks_; }
+    int32_t block_size() const { return block_size_; }
+    void set_block_table(int32_t slot, std::span<const int32_t> blocks) {
+        backend_->set_block_table(slot, blocks);
+    }
     // Bytes of the KV cache per position as this backend stores it.
     uint64_t kv_bytes_per_position() const;
     // Device memory the backend holds once loaded (weights as stored, KV cache, step buffers); 0 on the CPU.
@@ -66,7 +82,10 @@ class model_runner {
     std::unique_ptr<tokenizer> tok_;
     std::unique_ptr<backend> backend_;
     std::unique_ptr<model_forward> forward_;
-    int32_t max_ctx_, max_step_, n_slots_;
+    // Sizes the pool to the memory left under opt.gpu_memory_utilization after a worst-case step.
+    int32_t profile_kv_blocks(const runner_options& opt);
+
+    int32_t max_ctx_, max_step_, n_slots_, n_blocks_ = 0, block_size_ = 16;
     uint64_t device_bytes_ = 0;
 };
 

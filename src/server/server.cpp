@@ -270,7 +270,13 @@ void api_server::routes() {
         metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
                st.n_generation_tokens);
         metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
-               double(st.n_running) / double(std::max(st.n_slots, 1)));
+               st.kv_usage);
+        metric("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.",
+               st.n_preemptions);
+        metric("vllm:prefix_cache_queries_total", "counter",
+               "Prefix cache queries, in terms of number of queried tokens.", st.prefix_cache.n_queried);
+        metric("vllm:prefix_cache_hits_total", "counter",
+               "Prefix cache hits, in terms of number of cached tokens.", st.prefix_cache.n_hit);
         out +=
             "# HELP vllm:request_success_total Count of successfully processed requests.\n"
             "# TYPE vllm:request_success_total counter\n";

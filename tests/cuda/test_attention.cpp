@@ -73,16 +73,33 @@ model_config config_of(const head_shape& h, int64_t n_layers) {
     return c;
 }
 
-// A device cache and a CPU backend holding the same random K and V at every position.
+// Block tables for n_slots slots of bps blocks each over a pool of n_blocks (>= n_slots · bps) blocks, in
+// a shuffled order (so that a position's row is found only through its table), as [n_slots][bps].
+std::vector<int32_t> shuffled_tables(int64_t n_slots, int64_t bps, int64_t n_blocks, uint32_t seed) {
+    std::vector<int32_t> perm(size_t(n_blocks), 0);
+    for (size_t i = 0; i < perm.size(); ++i) perm[i] = int32_t(i);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(seed));
+    perm.resize(size_t(n_slots * bps));
+    return perm;
+}
+
+// A paged device cache and a CPU backend holding the same random K and V at every position, both with the
+// same shuffled block tables (block size 16, a few spare blocks in the pool).
 struct twin_cache {
     cpu_backend cpu;
     cuda_kv_cache kv;
     std::unique_ptr<device_copy<uint8_t>> k, v;
+    std::unique_ptr<device_copy<int32_t>> tables;
 
     twin_cache(const model_config& c, int64_t n_slots, int64_t max_ctx, kv_cache_dtype d, uint32_t seed) {
-        cpu.kv_init(c, int32_t(n_slots), int32_t(max_ctx), d);
+        const int64_t bs = 16, bps = (max_ctx + bs - 1) / bs, n_blocks = n_slots * bps + 5;
+        cpu.kv_init(c, kv_cache_shape{int32_t(n_slots), int32_t(max_ctx), int32_t(bs), int32_t(n_blocks)}, d);
+        const std::vector<int32_t> tab = shuffled_tables(n_slots, bps, n_blocks, seed);
+        for (int64_t s = 0; s < n_slots; ++s)
+            cpu.set_block_table(int32_t(s), std::span<const int32_t>(tab.data() + s * bps, size_t(bps)));
         const int64_t kd = c.n_kv_heads * c.head_dim;
-        std::vector<uint8_t> kb, vb;
+        const size_t eb = size_t(kv_cache_dtype_bytes(d)), row_bytes = size_t(kd) * eb;
+        std::vector<uint8_t> kb(size_t(c.n_layers * n_blocks * bs) * row_bytes, 0), vb = kb, rk, rv;
         const size_t n = static_cast<size_t>(max_ctx);
         std::vector<int32_t> ids(n, 0), slots(n, 0), pos(n, 0);
         for (int64_t i = 0; i < max_ctx; ++i) pos[size_t(i)] = int32_t(i);
@@ -94,12 +111,23 @@ struct twin_cache {
                 for (float& x : vf) x = rounded(d, x);
                 std::fill(slots.begin(), slots.end(), int32_t(s));
                 cpu.kv_store(int32_t(l), step_tokens{ids, slots, pos}, kf.data(), vf.data());
-                encode(d, kf.data(), kf.size(), kb);
-                encode(d, vf.data(), vf.size(), vb);
+                rk.clear();
+                rv.clear();
+                encode(d, kf.data(), kf.size(), rk);
+                encode(d, vf.data(), vf.size(), rv);
+                for (int64_t p = 0; p < max_ctx; ++p) {
+                    const int64_t row = (l * n_blocks + tab[size_t(s * bps + p / bs)]) * bs + p % bs;
+                    std::memcpy(kb.data() + size_t(row) * row_bytes, rk.data() + size_t(p) * row_bytes,
+                                row_bytes);
+                    std::memcpy(vb.data() + size_t(row) * row_bytes, rv.data() + size_t(p) * row_bytes,
+                                row_bytes);
+                }
             }
         k = std::make_unique<device_copy<uint8_t>>(kb);
         v = std::make_unique<device_copy<uint8_t>>(vb);
-        kv = cuda_kv_cache{k->p, v->p, cuda_type(d), n_slots, c.n_layers, max_ctx, c.n_kv_heads, c.head_dim};
+        tables = std::make_unique<device_copy<int32_t>>(tab);
+        kv = cuda_kv_cache{k->p,         v->p,       cuda_type(d), n_blocks, 4,      c.n_layers,
+                           c.n_kv_heads, c.head_dim, tables->p,    bps,      max_ctx};
     }
 };
 
@@ -154,7 +182,6 @@ TEST(cuda_attention, plan_fits_its_scratch) {
             for (int64_t max_ctx : {1, 100, 4096, 32768}) {
                 cuda_kv_cache kv;
                 kv.type = ty;
-                kv.n_slots = 1;
                 kv.n_layers = 1;
                 kv.max_ctx = max_ctx;
                 kv.n_kv = h.nkv;
@@ -235,12 +262,17 @@ TEST(cuda_attention, cache_append_encodes_like_cpu) {
                              0.3f,        1e-3f,       -0.0f,   3e-5f,   240.0f};
     for (size_t i = 0; i < std::size(special); ++i) v[i] = special[i];
     for (kv_cache_dtype d : {kv_cache_f32, kv_cache_bf16, kv_cache_fp8}) {
-        const size_t elems = size_t(n_slots * n_layers * max_ctx * kd),
+        // Block size 4, shuffled tables over a pool with spare blocks.
+        const int64_t bs = 4, bps = (max_ctx + bs - 1) / bs, n_blocks = n_slots * bps + 3;
+        const std::vector<int32_t> tab = shuffled_tables(n_slots, bps, n_blocks, 77);
+        device_copy<int32_t> tab_d(tab);
+        const size_t elems = size_t(n_layers * n_blocks * bs * kd),
                      bytes = elems * size_t(kv_cache_dtype_bytes(d));
         device_buffer<uint8_t> kc(bytes), vc(bytes);
         NIBBLE_CUDA_CHECK(cudaMemset(kc.p, 0, bytes));
         NIBBLE_CUDA_CHECK(cudaMemset(vc.p, 0, bytes));
-        const cuda_kv_cache kv{kc.p, vc.p, cuda_type(d), n_slots, n_layers, max_ctx, h.nkv, h.hd};
+        const cuda_kv_cache kv{kc.p,  vc.p, cuda_type(d), n_blocks, 2,      n_layers,
+                               h.nkv, h.hd, tab_d.p,      bps,      max_ctx};
         device_copy<float> qd_(q), kd_(k), vd_(v), inv_d(inv);
         device_copy<int32_t> slots_d(slots), pos_d(pos);
         NIBBLE_CUDA_CHECK(cuda_rope_and_cache(qd_.p, kd_.p, vd_.p, nullptr, nullptr, slots_d.p, pos_d.p,
@@ -257,8 +289,8 @@ TEST(cuda_attention, cache_append_encodes_like_cpu) {
             std::vector<uint8_t> rk, rv;
             encode(d, k_rot.data() + t * kd, size_t(kd), rk);
             encode(d, v.data() + t * kd, size_t(kd), rv);
-            const size_t off =
-                size_t(((slots[size_t(t)] * n_layers + layer) * max_ctx + pos[size_t(t)]) * kd) * eb;
+            const int64_t p = pos[size_t(t)], blk = tab[size_t(slots[size_t(t)] * bps + p / bs)];
+            const size_t off = size_t(((layer * n_blocks + blk) * bs + p % bs) * kd) * eb;
             std::copy(rk.begin(), rk.end(), want_k.begin() + ptrdiff_t(off));
             std::copy(rv.begin(), rv.end(), want_v.begin() + ptrdiff_t(off));
         }
@@ -283,6 +315,9 @@ TEST(cuda_attention, decode_bandwidth) {
     NIBBLE_CUDA_CHECK(cudaEventCreate(&e0));
     NIBBLE_CUDA_CHECK(cudaEventCreate(&e1));
     for (kv_cache_dtype d : {kv_cache_bf16, kv_cache_fp8, kv_cache_f32}) {
+        const int64_t bs = 16, bps = max_ctx / bs, n_blocks = n_slots * bps;
+        const std::vector<int32_t> tab = shuffled_tables(n_slots, bps, n_blocks, 5);
+        device_copy<int32_t> tab_d(tab);
         const size_t eb = size_t(kv_cache_dtype_bytes(d)),
                      bytes = size_t(n_slots * n_layers * max_ctx * kd) * eb;
         device_buffer<uint8_t> kc(bytes), vc(bytes);
@@ -296,7 +331,8 @@ TEST(cuda_attention, decode_bandwidth) {
                 NIBBLE_CUDA_CHECK(cudaMemcpy(vc.p + off, enc.data(), n, cudaMemcpyHostToDevice));
             }
         }
-        const cuda_kv_cache kv{kc.p, vc.p, cuda_type(d), n_slots, n_layers, max_ctx, h.nkv, h.hd};
+        const cuda_kv_cache kv{kc.p,  vc.p, cuda_type(d), n_blocks, 4,      n_layers,
+                               h.nkv, h.hd, tab_d.p,      bps,      max_ctx};
         const int64_t scratch_floats = cuda_attention_scratch_floats(h.nh, kv, n_sm);
         device_buffer<float> scratch(size_t(std::max<int64_t>(scratch_floats, 1)));
         struct bench_step {

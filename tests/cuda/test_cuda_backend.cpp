@@ -264,8 +264,19 @@ TEST(cuda_backend, rope_cache_attention) {
             cpu_backend cpu;
             cuda_backend gpu;
             const int32_t max_ctx = 600;
-            cpu.kv_init(c, 2, max_ctx, dt);
-            gpu.kv_init(c, 2, max_ctx, dt);
+            // A paged pool with spare blocks and the same shuffled block tables on both backends (so that
+            // every position is found through its table; the GPU uploads them with the first op).
+            const int32_t bs = 16, bps = kv_blocks_for(max_ctx, bs), n_blocks = 2 * bps + 7;
+            cpu.kv_init(c, kv_cache_shape{2, max_ctx, bs, n_blocks}, dt);
+            gpu.kv_init(c, kv_cache_shape{2, max_ctx, bs, n_blocks}, dt);
+            std::vector<int32_t> perm(size_t(n_blocks), 0);
+            for (size_t i = 0; i < perm.size(); ++i) perm[i] = int32_t(i);
+            std::shuffle(perm.begin(), perm.end(), std::mt19937(int(hd)));
+            for (int32_t slot = 0; slot < 2; ++slot) {
+                const std::span<const int32_t> table(perm.data() + slot * bps, size_t(bps));
+                cpu.set_block_table(slot, table);
+                gpu.set_block_table(slot, table);
+            }
             EXPECT_EQ(gpu.kv_dtype(), dt);
             std::vector<float> qn = randn(size_t(hd), 5, 0.3f), kn = randn(size_t(hd), 6, 0.3f);
             for (float& v : qn) v += 1.0f;
