@@ -10,6 +10,10 @@
 // read them. A backend that can record a step's ops and replay them (cuda_backend) answers
 // step_replay / step_record_begin / step_record_end; the defaults record nothing. A recorded step may
 // depend on the step's shape (its key) only, never on the staged values.
+//
+// Sampling support: top_k_rows reduces logit rows in backend memory to their largest entries and their
+// log-sum-exp, so that the sampler reads k values per row instead of copying the whole vocabulary to the
+// host (engine/sampler.h, sample_top). It runs after a step, never inside a recorded one.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +36,9 @@ const char* kv_cache_dtype_name(kv_cache_dtype d);
 // Bytes per stored K or V element (auto must be resolved first).
 int kv_cache_dtype_bytes(kv_cache_dtype d);
 
+// The largest k backend::top_k_rows takes.
+constexpr int32_t top_k_rows_max = 256;
+
 struct step_tokens {
     std::span<const int32_t> ids;        // [T]
     std::span<const int32_t> slots;      // [T]
@@ -47,6 +54,13 @@ class backend {
     virtual float* alloc(size_t n) = 0;
     // Copies n floats from backend memory to the host.
     virtual void to_host(const float* src, size_t n, float* dst) = 0;
+    // For each row r of logits [rows, vocab] in backend memory, into host memory: values / ids [rows, k]
+    // the row's k largest entries, by value descending then id ascending, NaN counted as -inf (entries
+    // past the vocabulary, when k > vocab: -inf and id -1); lse [rows] log Σ exp(row) (NaN as -inf; -inf
+    // for a row without a finite or +inf entry, +inf for a row holding +inf). 1 <= k <= top_k_rows_max,
+    // vocab >= 1; fails otherwise. Synchronizes the backend.
+    virtual void top_k_rows(const float* logits, int64_t rows, int64_t vocab, int32_t k, float* values,
+                            int32_t* ids, float* lse) = 0;
 
     // KV cache for n_slots sequences of up to max_ctx positions each.
     virtual void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) = 0;

@@ -17,6 +17,8 @@ class cpu_backend : public backend {
     const char* name() const override { return "cpu"; }
     float* alloc(size_t n) override;
     void to_host(const float* src, size_t n, float* dst) override;
+    void top_k_rows(const float* logits, int64_t rows, int64_t vocab, int32_t k, float* values, int32_t* ids,
+                    float* lse) override;
     void kv_init(const model_config& c, int32_t n_slots, int32_t max_ctx, kv_cache_dtype dt) override;
     kv_cache_dtype kv_dtype() const override { return kv_dtype_; }
 
@@ -65,6 +67,10 @@ void cpu_decode_row(const linear_weight& w, int64_t r, float* out);
 // The activations a linear layer actually multiplies: x itself (weight-only) or x quantized and
 // dequantized per the layer's activation scheme (W4A4 per-16, FP8 per token / per 128-group / static).
 void cpu_quantize_activations(const linear_weight& w, const float* x, int64_t rows, float* out);
+// backend::top_k_rows on host memory (the reference; cpu_sampling.cpp): a k-entry heap per row, and the
+// log-sum-exp as sampler's logsumexp computes it (float exp, double sum), NaN counted as -inf.
+void cpu_top_k_rows(const float* logits, int64_t rows, int64_t vocab, int32_t k, float* values, int32_t* ids,
+                    float* lse);
 // RoPE inverse frequencies (default or Llama-3 scaling), as transformers computes them.
 std::vector<float> rope_inv_freq(const model_config& c);
 
