@@ -1,5 +1,7 @@
 // A model ready to run: the loaded checkpoint, its tokenizer, a backend with its KV cache, and the
 // forward. Sequences live in slots; prefill feeds a prompt chunk by chunk, decode one token per slot.
+// step() returns the logits on the host; step_device() leaves them in backend memory until the next
+// step, where top_k() reduces each row to a short sorted list and logits_rows() copies chosen rows.
 #pragma once
 
 #include <memory>
@@ -43,6 +45,19 @@ class model_runner {
     // (indices into ids), [rows.size(), vocab].
     std::vector<float> step(std::span<const int32_t> slots, std::span<const int32_t> ids,
                             std::span<const int32_t> positions, std::span<const int32_t> rows);
+    // step() without the copy: the rows' logits stay in backend memory until the next step.
+    void step_device(std::span<const int32_t> slots, std::span<const int32_t> ids,
+                     std::span<const int32_t> positions, std::span<const int32_t> rows);
+    // The k (1..top_k_rows_max) largest logits of each row of the last step, sorted (backend::top_k_rows).
+    struct top_k_lists {
+        int32_t k = 0;
+        std::vector<float> values;  // [rows, k]
+        std::vector<int32_t> ids;   // [rows, k]; -1 past the vocabulary
+        std::vector<float> lse;     // [rows] log Σ exp(row)
+    };
+    top_k_lists top_k(int32_t k);
+    // Rows (indices into the last step's `rows`) of its logits copied to the host, [rows.size(), vocab].
+    std::vector<float> logits_rows(std::span<const int32_t> rows);
 
     const loaded_model& model() const { return model_; }
     const model_config& config() const { return model_.config; }
