@@ -63,7 +63,7 @@ TEST(CudaSampling, TopKRowsMatchesTheCpu) {
             float* d = b.alloc(l.size());
             b.upload(l.data(), l.size(), d);
             const size_t n = size_t(rows) * size_t(k);
-            std::vector<float> cv(n), gv(n), cl(size_t(rows)), gl(size_t(rows));
+            std::vector<float> cv(n), gv(n), cl(static_cast<size_t>(rows)), gl(static_cast<size_t>(rows));
             std::vector<int32_t> ci(n), gi(n);
             cpu_top_k_rows(l.data(), rows, vocab, k, cv.data(), ci.data(), cl.data());
             b.top_k_rows(d, rows, vocab, k, gv.data(), gi.data(), gl.data());
