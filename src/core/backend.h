@@ -14,6 +14,10 @@
 // read them. A backend that can record a step's ops and replay them (cuda_backend) answers
 // step_replay / step_record_begin / step_record_end; the defaults record nothing. A recorded step may
 // depend on the step's shape (its key) only, never on the staged values.
+//
+// Sampling support: top_k_rows reduces logit rows in backend memory to their largest entries and their
+// log-sum-exp, so that the sampler reads k values per row instead of copying the whole vocabulary to the
+// host (engine/sampler.h, sample_top). It runs after a step, never inside a recorded one.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +53,8 @@ struct kv_cache_shape {
 inline int32_t kv_blocks_for(int32_t n, int32_t block_size) {
     return (n + block_size - 1) / block_size;
 }
+// The largest k backend::top_k_rows takes.
+constexpr int32_t top_k_rows_max = 256;
 
 struct step_tokens {
     std::span<const int32_t> ids;        // [T]
@@ -65,6 +71,13 @@ class backend {
     virtual float* alloc(size_t n) = 0;
     // Copies n floats from backend memory to the host.
     virtual void to_host(const float* src, size_t n, float* dst) = 0;
+    // For each row r of logits [rows, vocab] in backend memory, into host memory: values / ids [rows, k]
+    // the row's k largest entries, by value descending then id ascending, NaN counted as -inf (entries
+    // past the vocabulary, when k > vocab: -inf and id -1); lse [rows] log Σ exp(row) (NaN as -inf; -inf
+    // for a row without a finite or +inf entry, +inf for a row holding +inf). 1 <= k <= top_k_rows_max,
+    // vocab >= 1; fails otherwise. Synchronizes the backend.
+    virtual void top_k_rows(const float* logits, int64_t rows, int64_t vocab, int32_t k, float* values,
+                            int32_t* ids, float* lse) = 0;
 
     // Allocates the KV pool (see kv_cache_shape; any earlier one is dropped). Fails for a block size that
     // is not a power of two or a pool smaller than one table.

@@ -28,7 +28,23 @@ model_forward::model_forward(const model_config& c, const model_weights& w, back
 }
 
 void model_forward::step(const step_tokens& s, std::span<const int32_t> logit_rows, float* logits_host) {
+    run(s, logit_rows);
+    if (n_rows_ > 0) b_.to_host(logits_, size_t(n_rows_) * size_t(c_.vocab_size), logits_host);
+}
+
+void model_forward::top_k(int32_t k, float* values, int32_t* ids, float* lse) {
+    b_.top_k_rows(logits_, n_rows_, c_.vocab_size, k, values, ids, lse);
+}
+
+void model_forward::logits_row(int32_t r, float* dst) {
+    if (r < 0 || r >= n_rows_) fail("logit row {} of the last step's {}", r, n_rows_);
+    const size_t V = size_t(c_.vocab_size);
+    b_.to_host(logits_ + size_t(r) * V, V, dst);
+}
+
+void model_forward::run(const step_tokens& s, std::span<const int32_t> logit_rows) {
     const int64_t T = int64_t(s.ids.size());
+    n_rows_ = 0;
     if (T == 0) return;
     if (T > max_tokens_) fail("step of {} tokens exceeds the {} this engine was sized for", T, max_tokens_);
     if (int64_t(logit_rows.size()) > max_logit_rows_)
@@ -47,7 +63,7 @@ void model_forward::step(const step_tokens& s, std::span<const int32_t> logit_ro
         }
         if (recording) b_.step_record_end(key);
     }
-    if (R > 0) b_.to_host(logits_, size_t(R * c_.vocab_size), logits_host);
+    n_rows_ = int32_t(R);
 }
 
 void model_forward::issue(const step_tokens& s, std::span<const int32_t> logit_rows) {

@@ -18,6 +18,8 @@ class cpu_backend : public backend {
     const char* name() const override { return "cpu"; }
     float* alloc(size_t n) override;
     void to_host(const float* src, size_t n, float* dst) override;
+    void top_k_rows(const float* logits, int64_t rows, int64_t vocab, int32_t k, float* values, int32_t* ids,
+                    float* lse) override;
     using backend::kv_init;
     void kv_init(const model_config& c, const kv_cache_shape& shape, kv_cache_dtype dt) override;
     void set_block_table(int32_t slot, std::span<const int32_t> blocks) override {
@@ -72,6 +74,10 @@ void cpu_decode_row(const linear_weight& w, int64_t r, float* out);
 // The activations a linear layer actually multiplies: x itself (weight-only) or x quantized and
 // dequantized per the layer's activation scheme (W4A4 per-16, FP8 per token / per 128-group / static).
 void cpu_quantize_activations(const linear_weight& w, const float* x, int64_t rows, float* out);
+// backend::top_k_rows on host memory (the reference; cpu_sampling.cpp): a k-entry heap per row, and the
+// log-sum-exp as sampler's logsumexp computes it (float exp, double sum), NaN counted as -inf.
+void cpu_top_k_rows(const float* logits, int64_t rows, int64_t vocab, int32_t k, float* values, int32_t* ids,
+                    float* lse);
 // RoPE inverse frequencies (default or Llama-3 scaling), as transformers computes them.
 std::vector<float> rope_inv_freq(const model_config& c);
 

@@ -143,4 +143,15 @@ cudaError_t cuda_linear_epilogue(const float* y, int parts, int64_t rows, int64_
                                  const float* row_scale, const float* col_scale, const float* bias,
                                  float* out, cudaStream_t st);
 
+// --- sampling.cu
+// backend::top_k_rows on the device: for each row of logits [rows, vocab], values / ids [rows, k] the k
+// largest entries by value descending then id ascending (NaN as -inf; past the vocabulary -inf and id
+// -1; values bit for bit as in the logits) and lse [rows] = log Σ exp(row) (float chunk sums combined in
+// double; -inf / +inf as backend.h says), all in device memory. scratch: device memory of at least
+// cuda_top_k_rows_scratch_bytes(rows, vocab, k). Contract: 1 <= k <= 256, 1 <= rows <= 65535,
+// 1 <= vocab <= INT32_MAX.
+size_t cuda_top_k_rows_scratch_bytes(int64_t rows, int64_t vocab, int k);
+cudaError_t cuda_top_k_rows(const float* logits, int64_t rows, int64_t vocab, int k, void* scratch,
+                            size_t scratch_bytes, float* values, int32_t* ids, float* lse, cudaStream_t st);
+
 }  // namespace nibble

@@ -8,8 +8,10 @@
 #include "cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/quant.h"
@@ -79,6 +81,9 @@ cuda_backend::~cuda_backend() {
     for (auto& g : ints_) cudaFree(g.p);
     cudaFree(mma_ws_.p);
     for (growable* g : {&kv_k_, &kv_v_, &kv_tables_dev_, &kv_freq_, &kv_scratch_}) cudaFree(g->p);
+    cudaFree(top_k_scratch_.p);
+    cudaFree(top_k_out_.p);
+    cudaFreeHost(top_k_host_);
     if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -183,6 +188,37 @@ void cuda_backend::to_host(const float* src, size_t n, float* dst) {
     NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
+void cuda_backend::top_k_rows(const float* logits, int64_t rows, int64_t vocab, int32_t k, float* values,
+                              int32_t* ids, float* lse) {
+    not_recording("top_k_rows");
+    if (k < 1 || k > top_k_rows_max) fail("top_k_rows: k = {} outside [1, {}]", k, top_k_rows_max);
+    if (vocab < 1 || vocab > INT32_MAX || rows < 0 || rows > 65535)
+        fail("top_k_rows: {} rows of {} logits (at most 65535 rows, 2^31 - 1 logits)", rows, vocab);
+    if (rows == 0) return;
+    const size_t scratch_bytes = cuda_top_k_rows_scratch_bytes(rows, vocab, k);
+    const size_t pairs = size_t(rows) * size_t(k), out_bytes = pairs * 8 + size_t(rows) * 4;
+    grow(top_k_scratch_, scratch_bytes, false, false);
+    grow(top_k_out_, out_bytes, false, false);
+    if (top_k_host_bytes_ < out_bytes) {  // the last copy into it was synchronized
+        NIBBLE_CUDA_CHECK(cudaFreeHost(top_k_host_));
+        top_k_host_ = nullptr;
+        NIBBLE_CUDA_CHECK(cudaMallocHost(&top_k_host_, out_bytes));
+        top_k_host_bytes_ = out_bytes;
+    }
+    auto* dv = static_cast<float*>(top_k_out_.p);
+    auto* di = reinterpret_cast<int32_t*>(dv + pairs);
+    auto* dl = reinterpret_cast<float*>(di + pairs);
+    NIBBLE_CUDA_CHECK(
+        cuda_top_k_rows(logits, rows, vocab, k, top_k_scratch_.p, top_k_scratch_.bytes, dv, di, dl, stream_));
+    NIBBLE_CUDA_CHECK(cudaMemcpyAsync(top_k_host_, dv, out_bytes, cudaMemcpyDeviceToHost, stream_));
+    NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    const auto* hv = static_cast<const float*>(top_k_host_);
+    const auto* hi = reinterpret_cast<const int32_t*>(hv + pairs);
+    std::memcpy(values, hv, pairs * sizeof(float));
+    std::memcpy(ids, hi, pairs * sizeof(int32_t));
+    std::memcpy(lse, hi + pairs, size_t(rows) * sizeof(float));
+}
+
 void cuda_backend::upload(const float* host, size_t n, float* dst) {
     NIBBLE_CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
     NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -251,7 +287,8 @@ uint64_t cuda_backend::prepare(const model_weights& w) {
 }
 
 uint64_t cuda_backend::device_bytes() const {
-    uint64_t b = device_bytes_ + mma_ws_.bytes + step_cap_ * sizeof(int32_t);
+    uint64_t b =
+        device_bytes_ + mma_ws_.bytes + step_cap_ * sizeof(int32_t) + top_k_scratch_.bytes + top_k_out_.bytes;
     for (const growable* g : {&kv_k_, &kv_v_, &kv_tables_dev_, &kv_freq_, &kv_scratch_}) b += g->bytes;
     for (const growable& g : scratch_) b += g.bytes;
     for (const growable& g : ints_) b += g.bytes;
@@ -276,11 +313,11 @@ const float* cuda_backend::f32_vector(const std::vector<float>& v) {
     return p;
 }
 
-void cuda_backend::grow(growable& g, size_t bytes, bool zero) {
+void cuda_backend::grow(growable& g, size_t bytes, bool zero, bool graphed) {
     if (g.bytes >= bytes) return;
     not_recording("buffer growth");
     NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
-    drop_graphs();                                      // recorded steps point into the old one
+    if (graphed) drop_graphs();                         // recorded steps point into the old one
     NIBBLE_CUDA_CHECK(cudaFree(g.p));
     g.p = nullptr;
     NIBBLE_CUDA_CHECK(cudaMalloc(&g.p, bytes));

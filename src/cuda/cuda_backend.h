@@ -26,7 +26,10 @@
 // Anything that reallocates a buffer a graph points to (scratch or staging growth, kv_init) drops every
 // graph. Inside a recording no op may synchronize, allocate or copy from the host: they fail instead.
 //
-// Every op is issued on the backend's own stream; to_host synchronizes it.
+// top_k_rows (after a step, not recordable): the kernels of sampling.cu write the small results to device
+// memory, one async copy brings them to pinned host memory, then the stream is synchronized.
+//
+// Every op is issued on the backend's own stream; to_host and top_k_rows synchronize it.
 #pragma once
 
 #include <cublas_v2.h>
@@ -54,6 +57,8 @@ class cuda_backend : public backend {
     const char* name() const override { return "cuda"; }
     float* alloc(size_t n) override;
     void to_host(const float* src, size_t n, float* dst) override;
+    void top_k_rows(const float* logits, int64_t rows, int64_t vocab, int32_t k, float* values, int32_t* ids,
+                    float* lse) override;
     using backend::kv_init;
     void kv_init(const model_config& c, const kv_cache_shape& shape, kv_cache_dtype dt) override;
     void set_block_table(int32_t slot, std::span<const int32_t> blocks) override {
@@ -122,9 +127,10 @@ class cuda_backend : public backend {
     const float* f32(const tensor_view& v);
     // Device copy of a host float vector that lives as long as the weights (FP8 scales).
     const float* f32_vector(const std::vector<float>& v);
-    // Reallocates g to at least `bytes` (zeroed when asked) when it is smaller; drops every step graph.
+    // Reallocates g to at least `bytes` (zeroed when asked) when it is smaller; drops every step graph
+    // unless the buffer is one no recorded step reads (graphed = false).
     struct growable;
-    void grow(growable& g, size_t bytes, bool zero);
+    void grow(growable& g, size_t bytes, bool zero, bool graphed = true);
     // Growable scratch buffers (contents not kept across calls).
     float* scratch(int which, size_t n);
     // Device int32 copy of a host span in one of a few staging slots.
@@ -154,6 +160,11 @@ class cuda_backend : public backend {
         size_t bytes = 0;
     };
     growable scratch_[7], ints_[4];
+    // top_k_rows: the kernels' scratch and their results ([values rows·k][ids rows·k][lse rows]) on the
+    // device, and the pinned host copy of the results; never read by a recorded step.
+    growable top_k_scratch_, top_k_out_;
+    void* top_k_host_ = nullptr;
+    size_t top_k_host_bytes_ = 0;
     // Step staging: [ids T][slots T][positions T][logit rows R] as int32, host side pinned.
     int32_t* step_host_ = nullptr;
     int32_t* step_dev_ = nullptr;

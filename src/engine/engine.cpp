@@ -1,12 +1,21 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "core/error.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 
 namespace nibble {
+
+namespace {
+
+// Top-K list length for a sequence without greedy or top_k: enough for min_p to cut inside it on a peaked
+// distribution (it declines otherwise and samples the full row).
+constexpr int32_t k_top_k_default = 64;
+
+}  // namespace
 
 struct engine::sequence {
     gen_request req;
@@ -161,22 +170,70 @@ void engine::run_step() {
         }
         if (it.sample) rows.push_back(int32_t(ids.size()) - 1);
     }
-    std::vector<float> logits = runner_.step(slots, ids, positions, rows);
+    runner_.step_device(slots, ids, positions, rows);
 
-    const size_t V = size_t(runner_.config().vocab_size);
+    // Sampling, row by row in plan order: first every row the candidate path can take from the top-K
+    // lists (serial, ~µs each), then the rows it declined from their full logits, in parallel (each
+    // sequence owns its sampler).
+    struct sampled {
+        sequence* s = nullptr;
+        int32_t token = -1;
+        float logprob = 0;
+        std::vector<token_logprob> top;
+    };
+    std::vector<sampled> out;
+    int32_t k = 0;
+    for (const step_item& it : plan.items) {
+        if (!it.sample) continue;
+        sequence& s = *seqs_.at(it.id);
+        out.push_back({&s});
+        const int32_t want = s.smp.top_wanted(k_top_k_default);
+        if (want > 0) k = std::max({k, want, s.req.n_logprobs});
+    }
+    k = std::min(k, top_k_rows_max);
+    const int64_t V = runner_.config().vocab_size;
+    std::vector<int32_t> declined;
+    model_runner::top_k_lists lists;
+    if (k > 0) lists = runner_.top_k(k);
+    for (size_t r = 0; r < out.size(); ++r) {
+        sampled& o = out[r];
+        const gen_request& req = o.s->req;
+        // Entries past the vocabulary (k > V) are left out.
+        const size_t n = size_t(std::min<int64_t>(k, V));
+        std::optional<int32_t> tok;
+        if (k > 0 && req.n_logprobs <= int32_t(n)) {
+            std::span<const float> vals(lists.values.data() + r * size_t(k), n);
+            std::span<const int32_t> top_ids(lists.ids.data() + r * size_t(k), n);
+            tok = o.s->smp.sample_top(vals, top_ids, lists.lse[r], V,
+                                      req.n_logprobs >= 0 ? &o.logprob : nullptr);
+            if (tok && req.n_logprobs > 0) o.top = top_logprobs(vals, top_ids, lists.lse[r], req.n_logprobs);
+        }
+        if (tok)
+            o.token = *tok;
+        else
+            declined.push_back(int32_t(r));
+    }
+    if (!declined.empty()) {
+        std::vector<float> full = runner_.logits_rows(declined);
+#pragma omp parallel for schedule(dynamic, 1)
+        for (size_t i = 0; i < declined.size(); ++i) {
+            sampled& o = out[size_t(declined[i])];
+            std::span<float> l(full.data() + i * size_t(V), size_t(V));
+            const int32_t n_lp = o.s->req.n_logprobs;
+            if (n_lp > 0) o.top = top_logprobs(l, n_lp);  // before sample() scratches l
+            o.token = o.s->smp.sample(l, n_lp >= 0 ? &o.logprob : nullptr);
+        }
+    }
+
     size_t row = 0;
     int64_t n_generated = 0;
     for (const step_item& it : plan.items) {
         if (!it.sample) continue;
         sequence& s = *seqs_.at(it.id);
-        std::span<float> l(logits.data() + row * V, V);
-        ++row;
+        sampled& o = out[row++];
         gen_event ev;
-        std::vector<token_logprob> top;
-        if (s.req.n_logprobs > 0) top = top_logprobs(l, s.req.n_logprobs);  // before sample() scratches l
-        float logprob = 0;
-        const int32_t tok = s.smp.sample(l, s.req.n_logprobs >= 0 ? &logprob : nullptr);
-        if (s.req.n_logprobs >= 0) ev.tokens.push_back({tok, logprob, std::move(top)});
+        const int32_t tok = o.token;
+        if (s.req.n_logprobs >= 0) ev.tokens.push_back({tok, o.logprob, std::move(o.top)});
         s.tokens.push_back(tok);
         ++n_generated;
         stop_result res = s.stop.push(tok, s.dec.push(tok));

@@ -1,7 +1,11 @@
 // The engine loop: one thread that owns the model runner and the scheduler. Requests come in from
 // any thread (submit / abort); each step runs the scheduler's plan as one mixed batch, samples each
 // sequence that reached its last token (sampler, stop_checker, stream_decoder per sequence) and
-// hands the new text to the request's callback.
+// hands the new text to the request's callback. The step's logits stay in backend memory: each sampled
+// row is reduced there to its top-K list (K the most any sequence needs) and sampled from it
+// (sampler::sample_top, exact); only the rows it declines are copied whole and sampled from the full
+// logits, in parallel across sequences. Callbacks, stop checks and scheduler calls stay serial, in plan
+// order.
 //
 // Callbacks run on the engine thread and must be quick and not throw (push to a queue). Every
 // submitted request gets exactly one event with done = true (finished, aborted or failed) and no

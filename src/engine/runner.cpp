@@ -143,19 +143,53 @@ std::vector<float> model_runner::decode(std::span<const int32_t> slots, std::spa
     return logits;
 }
 
-std::vector<float> model_runner::step(std::span<const int32_t> slots, std::span<const int32_t> ids,
-                                      std::span<const int32_t> positions, std::span<const int32_t> rows) {
+namespace {
+
+void check_step(std::span<const int32_t> slots, std::span<const int32_t> ids,
+                std::span<const int32_t> positions, std::span<const int32_t> rows, int32_t max_step,
+                int32_t max_ctx) {
     if (ids.size() != slots.size() || ids.size() != positions.size())
         fail("step: {} ids, {} slots, {} positions", ids.size(), slots.size(), positions.size());
-    if (ids.empty() || int64_t(ids.size()) > max_step_)
-        fail("step of {} tokens (1..{} allowed)", ids.size(), max_step_);
+    if (ids.empty() || int64_t(ids.size()) > max_step)
+        fail("step of {} tokens (1..{} allowed)", ids.size(), max_step);
     for (int32_t p : positions)
-        if (p >= max_ctx_) fail("position {} reaches the end of the context ({} tokens)", p, max_ctx_);
+        if (p >= max_ctx) fail("position {} reaches the end of the context ({} tokens)", p, max_ctx);
     for (int32_t r : rows)
         if (r < 0 || size_t(r) >= ids.size()) fail("step: logit row {} of {} tokens", r, ids.size());
+}
+
+}  // namespace
+
+std::vector<float> model_runner::step(std::span<const int32_t> slots, std::span<const int32_t> ids,
+                                      std::span<const int32_t> positions, std::span<const int32_t> rows) {
+    check_step(slots, ids, positions, rows, max_step_, max_ctx_);
     std::vector<float> logits(rows.size() * size_t(config().vocab_size));
     forward_->step(step_tokens{ids, slots, positions}, rows, logits.data());
     return logits;
+}
+
+void model_runner::step_device(std::span<const int32_t> slots, std::span<const int32_t> ids,
+                               std::span<const int32_t> positions, std::span<const int32_t> rows) {
+    check_step(slots, ids, positions, rows, max_step_, max_ctx_);
+    forward_->run(step_tokens{ids, slots, positions}, rows);
+}
+
+model_runner::top_k_lists model_runner::top_k(int32_t k) {
+    top_k_lists t;
+    t.k = k;
+    const size_t R = size_t(forward_->n_logit_rows());
+    t.values.resize(R * size_t(k));
+    t.ids.resize(R * size_t(k));
+    t.lse.resize(R);
+    forward_->top_k(k, t.values.data(), t.ids.data(), t.lse.data());
+    return t;
+}
+
+std::vector<float> model_runner::logits_rows(std::span<const int32_t> rows) {
+    const size_t V = size_t(config().vocab_size);
+    std::vector<float> out(rows.size() * V);
+    for (size_t i = 0; i < rows.size(); ++i) forward_->logits_row(rows[i], out.data() + i * V);
+    return out;
 }
 
 void model_runner::set_step_graphs(bool on) {

@@ -7,6 +7,9 @@
 // gpu_memory_utilization of the device's memory once the weights are loaded and a worst-case step (max_step
 // tokens, as many logit rows) has run (vLLM's profiling run), on the CPU n_slots × ceil(max_ctx /
 // block_size).
+//
+// step() returns the logits on the host; step_device() leaves them in backend memory until the next
+// step, where top_k() reduces each row to a short sorted list and logits_rows() copies chosen rows.
 #pragma once
 
 #include <memory>
@@ -53,6 +56,19 @@ class model_runner {
     // (indices into ids), [rows.size(), vocab].
     std::vector<float> step(std::span<const int32_t> slots, std::span<const int32_t> ids,
                             std::span<const int32_t> positions, std::span<const int32_t> rows);
+    // step() without the copy: the rows' logits stay in backend memory until the next step.
+    void step_device(std::span<const int32_t> slots, std::span<const int32_t> ids,
+                     std::span<const int32_t> positions, std::span<const int32_t> rows);
+    // The k (1..top_k_rows_max) largest logits of each row of the last step, sorted (backend::top_k_rows).
+    struct top_k_lists {
+        int32_t k = 0;
+        std::vector<float> values;  // [rows, k]
+        std::vector<int32_t> ids;   // [rows, k]; -1 past the vocabulary
+        std::vector<float> lse;     // [rows] log Σ exp(row)
+    };
+    top_k_lists top_k(int32_t k);
+    // Rows (indices into the last step's `rows`) of its logits copied to the host, [rows.size(), vocab].
+    std::vector<float> logits_rows(std::span<const int32_t> rows);
 
     const loaded_model& model() const { return model_; }
     const model_config& config() const { return model_.config; }

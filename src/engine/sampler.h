@@ -25,9 +25,20 @@
 // they cost a scan each and no exp (top_k keeps a k-entry heap); only top_p orders anything, and
 // it bins the candidates by probability and sorts only the bin where the nucleus ends.
 // Cost at vocab 152k (one core): greedy ~0.2 ms, T=1 ~0.85 ms (the exp pass), top_k 20 ~0.25 ms.
+//
+// The candidate path (sample_top): from the row's sorted top-K list and log-sum-exp alone
+// (backend::top_k_rows, no copy of the row), the same token as sample() on the full row, when the list
+// provably holds every token sample() could pick: no penalty, logit_bias or min_tokens mask changes a
+// logit; greedy (the list's first id, argmax's lowest id on ties); or min_p / top_k's threshold lies
+// strictly above the list's last value (ties with the k-th logit are kept, so the list must reach past
+// them), or the last value is -inf, or the list is the whole vocabulary. Both paths then build the same
+// candidates in id order (the same w = exp((l - m) / T), the same total) and share one tail (choose:
+// top_p nucleus by more_likely, one uniform draw), so the token, the RNG consumed and the logprob (up to
+// the rounding of lse) are identical.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <span>
 #include <unordered_map>
@@ -47,10 +58,15 @@ float logsumexp(std::span<const float> logits);
 // The n most likely tokens under log_softmax(logits), most likely first (lowest id on ties).
 std::vector<token_logprob> top_logprobs(std::span<const float> logits, int32_t n);
 
-// A token that survived min_p / top_k, with its unnormalized probability exp((l - l_max) / T).
+// The n first entries of a sorted top-K list (backend::top_k_rows) as logprobs l - lse.
+std::vector<token_logprob> top_logprobs(std::span<const float> values, std::span<const int32_t> ids,
+                                        float lse, int32_t n);
+
+// A token that survived min_p / top_k: its unnormalized probability exp((l - l_max) / T), id and logit.
 struct sample_candidate {
     float w;
     int32_t id;
+    float l;
 };
 
 class sampler {
@@ -63,6 +79,17 @@ class sampler {
     // also stores the chosen token's log-probability under the raw logits (vLLM's default
     // logprobs mode, raw_logprobs). Returns -1 only for an empty span.
     int32_t sample(std::span<float> logits, float* logprob = nullptr);
+
+    // The candidate path (see the top): values / ids the row's largest logits, sorted by value
+    // descending then id ascending (NaN as -inf), entries past the vocabulary left out; lse the row's
+    // log-sum-exp; n_vocab the row's length. Returns sample()'s token on the full row (recorded as
+    // generated; with `logprob`, its raw logit - lse) when the list provably holds every token it could
+    // pick; otherwise std::nullopt, having changed nothing (sample the full row then).
+    std::optional<int32_t> sample_top(std::span<const float> values, std::span<const int32_t> ids, float lse,
+                                      int64_t n_vocab, float* logprob = nullptr);
+    // The list length sample_top needs to stand a chance: 0 when it will decline whatever the list
+    // (penalties in effect), 1 greedy, top_k + 1 with top_k, else `otherwise` (min_p may still cut).
+    int32_t top_wanted(int32_t otherwise) const;
 
     // Steps 1-2 alone, in place (what sample() does before choosing; for tests and for logprobs
     // of the processed distribution).
@@ -77,6 +104,13 @@ class sampler {
 
   private:
     int32_t draw(std::span<const float> logits);
+    // What draw() does once the candidates (in id order, `total` their w summed in that order, m the
+    // row max) are built: the top_p nucleus and the draw.
+    int32_t choose(std::vector<sample_candidate>& c, float m, double total);
+    // min_p's logit threshold under row max m (-inf without min_p).
+    float min_p_threshold(float m) const;
+    // Whether step 1-2 would change any logit now.
+    bool penalties_active() const;
     double uniform();  // [0, 1), 53 random bits
 
     sampling_params params_;
