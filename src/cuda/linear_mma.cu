@@ -26,9 +26,12 @@
 //   programmatic dependent launch behind it, fetches its first weights while the prep runs, then loads its
 //   A fragments straight from global memory (16-byte loads, L1/L2 resident: 64 bytes per k, a few hundred
 //   KB) next to its weights: no shared memory, no block-wide sync in the k loop. Span: one item (128 k
-//   NVFP4, 64 k FP8). NT = 4 for m >= 8 (half the A-fragment loads per weight byte), else 2.
-//   Why: staging x in every block (mma_kernel) cost as much as the weight tile at m = 16, and the kernel
-//   streamed 15-24 % (NVFP4) / 22-41 % (FP8) of the copy bandwidth there (H200, 2026-12-01).
+//   NVFP4, 64 k FP8). NT = 2 n8 tiles per warp (NIBBLE_MMA_NT=4, an experiment: half the A-fragment loads
+//   per weight byte, but NVFP4 spills at 128 registers and it measured slower at m = 8, 16).
+//   Why: staging x in every block (mma_kernel) cost as much as the weight tile at m = 16. Measured (H200,
+//   2026-12-01, bench --kernels, % of copy bandwidth, staged -> prepared): NVFP4 m = 4: 18-22 -> 22-28,
+//   m = 16: 15-20 -> 16-24; FP8 m = 4: 29-36 -> 30-42, m = 16: 23-32 -> 23-37. What is left is the k loop
+//   itself (decode + 2 mma per 4 weights per lane, 16 padded batch rows at every m).
 // - NIBBLE_MMA_XPREP=0 (A/B): mma_kernel, which stages x per block and 4-item chunk in shared memory
 //   (span: 4 items, counted from the slice's start), NT = 2.
 // - Weights are loaded into registers KG = 8 / NT items at a time (mma_kernel: 4), the next batch while
@@ -434,8 +437,8 @@ __global__ void __launch_bounds__(mma_traits<FMT>::MMAS * 32) mma_prep_kernel(co
 // mma_xp_kernel: as mma_kernel, but x comes prepared (mma_prep_kernel): no shared memory, no block-wide
 // syncs in the k loop; each lane loads its A fragments (2 × 16 bytes per mma step, L1/L2 resident) next to
 // its weights. A warp owns NT n8 tiles (8·NT weight rows, tile r = rows 8r + g), the block 8·8·NT rows;
-// weights are prefetched KG = 8 / NT items ahead (the same 4·NT·KG·... registers at every NT). The sums are
-// scaled back per item.
+// weights are prefetched KG = 8 / NT items ahead (2 · 4·KG·NT = 64 registers at either NT). The sums are
+// scaled back per item (c = Σ over the item's mma steps, then acc += c · 2^e).
 template <int FMT, int NT>
 __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_constant__ mma_args a) {
     using T = mma_traits<FMT>;
@@ -619,14 +622,13 @@ bool xprep_enabled() {
     return on;
 }
 
-// n8 tiles per warp of mma_xp_kernel.
+// n8 tiles per warp of mma_xp_kernel: 2 (NIBBLE_MMA_NT=4: 4, see Design).
 int xprep_tiles(int64_t m) {
     static const int forced = [] {
         const char* v = std::getenv("NIBBLE_MMA_NT");
         return v ? std::atoi(v) : 0;
     }();
-    if (forced == 2 || forced == 4) return forced;
-    return m >= 8 ? 4 : 2;
+    return forced == 4 ? 4 : 2;
 }
 
 // Weight rows per block.
