@@ -10,6 +10,7 @@
 // Without a CUDA build or without a GPU it fails with "needs a CUDA build and GPU".
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
@@ -264,12 +265,17 @@ int run_kernels(const std::vector<weight_shape>& shapes, const std::vector<int64
     const std::string method =
         "CUDA-graph replays of one launch per weight copy, copies rotated past 4x L2, median of " +
         std::to_string(reps) + " replays; bytes = weight as stored + scales + x + y in each kernel's types";
+    // The tensor-core decode linear's x handling (linear_mma.h), for A/B runs of the same binary.
+    const char* xprep = std::getenv("NIBBLE_MMA_XPREP");
+    const std::string mma_mode = xprep && xprep[0] == '0'
+                                     ? "tensor-core linear (m 3-16): x staged per block (NIBBLE_MMA_XPREP=0)"
+                                     : "tensor-core linear (m 3-16): x prepared once per call";
     if (!json) {
         std::printf("%s, %d SMs, L2 %.0f MiB, %s\n", dev.name.c_str(), dev.n_sms,
                     double(dev.l2_bytes) / 1048576.0, date.c_str());
         std::printf("device-to-device copy, 1 GiB, read + write, median: %.0f GB/s (the roofline)\n",
                     copy_gbps);
-        std::printf("%s\n\n", method.c_str());
+        std::printf("%s\n%s\n\n", method.c_str(), mma_mode.c_str());
         print_header();
         std::fflush(stdout);
     }
@@ -294,6 +300,7 @@ int run_kernels(const std::vector<weight_shape>& shapes, const std::vector<int64
                             {"copy_bandwidth_gbps", copy_gbps},
                             {"reps", reps},
                             {"method", method},
+                            {"mma_mode", mma_mode},
                             {"rows", nlohmann::json::array()}};
         for (const report_row& row : all) j["rows"].push_back(row_json(row));
         std::printf("%s\n", j.dump(2).c_str());

@@ -7,26 +7,40 @@
 //
 // Design:
 // - mma.sync.m16n8k16 (FP16 in, FP32 accumulate) with A = x (the 16 rows of the batch, zero-padded) and
-//   B = W (8 weight rows per n8 tile). A warp owns 16 weight rows (two n8 tiles), a block of 8 warps 128 rows
-//   of one part, over a slice of k (split-K when there are too few row blocks to fill the GPU: the slices'
-//   FP32 partial sums go to a workspace and the last block of a row block adds them in slice order, so the
-//   result is deterministic).
+//   B = W (8 weight rows per n8 tile). A warp owns NT n8 tiles (8·NT weight rows), a block of 8 warps 64·NT
+//   rows of one part, over a slice of k (split-K when there are too few row blocks to fill the GPU: the
+//   slices' FP32 partial sums go to a workspace and the last block of a row block adds them in slice order,
+//   so the result is deterministic).
 // - Fragments are built from what a thread loads itself: lane (g, t) reads 16 contiguous bytes of weight
-//   rows g and g + 8 per item (NVFP4: 32 k, FP8: 16 k), and uses its own values for the k-slots of its
+//   rows 8r + g (tile r) per item (NVFP4: 32 k, FP8: 16 k), and uses its own values for the k-slots of its
 //   fragments. The dot product does not care which physical k a slot holds as long as A and B agree, so
-//   x's fragments are staged in shared memory with the same permutation (kslot below).
+//   x's fragments are built with the same permutation (kslot below).
 // - NVFP4: two E2M1 codes -> half2 (e2m1 × 2^-14, exact, kernel_util.cuh), times the block's E4M3 scale as
 //   half2: e2m1 × e4m3 × 2^-14 is exact in FP16 (at most 6 significant bits, multiples of 2^-24, < 2^-2).
 //   FP8: cvt.rn.f16x2.e4m3x2, exact. Per-tensor / per-channel multipliers are applied to the outputs.
-// - x: per 4-item chunk and batch row, a power of two 2^e brings the row's amax to [2^14, 2^15); x·2^-e is
+// - x: per span of k and batch row, a power of two 2^e brings the row's amax to [2^14, 2^15); x·2^-e is
 //   split into hi = fp16(x·2^-e) and lo = fp16(x·2^-e - hi) (|x - (hi + lo)·2^e| <= 2^-22 |x| for all but
-//   values below 2^-28 of the amax), each chunk's sums are scaled back by 2^e in FP32.
-// - Weights are loaded into registers 4 items at a time, the next 4 while x is staged and the current
-//   4 are computed.
+//   values below 2^-28 of the amax), each span's sums are scaled back by 2^e in FP32.
+// - x prepared once per call (default): mma_prep_kernel writes every item's A fragments (hi, lo) in the
+//   order lanes load them, and the per-item scales, into the workspace; mma_xp_kernel, launched with
+//   programmatic dependent launch behind it, fetches its first weights while the prep runs, then loads its
+//   A fragments straight from global memory (16-byte loads, L1/L2 resident: 64 bytes per k, a few hundred
+//   KB) next to its weights: no shared memory, no block-wide sync in the k loop. Span: one item (128 k
+//   NVFP4, 64 k FP8). NT = 2 n8 tiles per warp (NIBBLE_MMA_NT=4, an experiment: half the A-fragment loads
+//   per weight byte, but NVFP4 spills at 128 registers and it measured slower at m = 8, 16).
+//   Why: staging x in every block (mma_kernel) cost as much as the weight tile at m = 16. Measured (H200,
+//   2026-12-01, bench --kernels, % of copy bandwidth, staged -> prepared): NVFP4 m = 4: 18-22 -> 22-28,
+//   m = 16: 15-20 -> 16-24; FP8 m = 4: 29-36 -> 30-42, m = 16: 23-32 -> 23-37. What is left is the k loop
+//   itself (decode + 2 mma per 4 weights per lane, 16 padded batch rows at every m).
+// - NIBBLE_MMA_XPREP=0 (A/B): mma_kernel, which stages x per block and 4-item chunk in shared memory
+//   (span: 4 items, counted from the slice's start), NT = 2.
+// - Weights are loaded into registers KG = 8 / NT items at a time (mma_kernel: 4), the next batch while
+//   the current one is computed.
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "cuda/kernel_util.cuh"
 #include "cuda/linear_mma.h"
@@ -132,6 +146,8 @@ struct mma_args {
     int n_total;         // rows of all parts
     float* partial;      // [splits][m][n_total]
     unsigned* counters;  // [row blocks], at the workspace's start
+    const uint4* frag;   // x prep: A fragments [items][MMAS][hi, lo][32 lanes] (mma_xprep_kernel)
+    const float* xscale;  // x prep: 2^e per item and batch row [items][16]
 };
 
 template <int FMT>
@@ -347,6 +363,225 @@ __global__ void __launch_bounds__(k_threads, 2) mma_kernel(const __grid_constant
     if (threadIdx.x == 0) a.counters[rb] = 0;  // ready for the next launch (graph replays too)
 }
 
+// --- x prepared once per call (the default; NIBBLE_MMA_XPREP=0 selects mma_kernel above)
+//
+// mma_prep_kernel: block i turns x[:, item i] into the A fragments every warp of mma_xp_kernel loads for
+// that item, [MMAS][hi, lo][lane] uint4 (one warp-wide 16-byte load per fragment, 512 contiguous bytes),
+// and xscale[i][row] = 2^e, e from the row's amax over the item (rows >= m: zero fragments, 2^0). The
+// fragment entries are built exactly as mma_kernel builds them from its chunk (same kslot permutation, same
+// scale-then-split arithmetic); only the span of the amax differs (one item here, 4 there).
+template <int FMT>
+__global__ void __launch_bounds__(mma_traits<FMT>::MMAS * 32) mma_prep_kernel(const float* __restrict__ x, int m,
+                                                                             int k, uint4* __restrict__ frag,
+                                                                             float* __restrict__ xscale) {
+    using T = mma_traits<FMT>;
+    constexpr int IK = T::ITEM_K, MMAS = T::MMAS, NW = MMAS;
+    // Floats per row of `raw`: the padded item, ≡ 20 (mod 32) so rows g = 0..7 fall on distinct banks.
+    constexpr int RB = IK + IK / (FMT == cuda_stream_nvfp4 ? 32 : 16);
+    constexpr int RS = RB + (52 - RB % 32) % 32;
+    __shared__ float raw[16 * RS];
+    __shared__ int row_exp[16];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, item = blockIdx.x;
+    const int64_t kc0 = int64_t(item) * IK;
+
+    grid_dependency_trigger();  // the linear kernel may start fetching its weights
+    grid_dependency_wait();     // x is written by the kernel before us
+    for (int i = threadIdx.x; i < m * (IK / 4); i += NW * 32) {
+        const int r = i / (IK / 4), kk = (i % (IK / 4)) * 4;
+        const float4 v = *reinterpret_cast<const float4*>(x + int64_t(r) * k + kc0 + kk);
+        float* d = raw + r * RS + raw_col<FMT>(kk);
+        d[0] = v.x, d[1] = v.y, d[2] = v.z, d[3] = v.w;
+    }
+    __syncthreads();
+    for (int r = warp; r < 16; r += NW) {
+        float mx = 0.0f;
+        if (r < m) {
+#pragma unroll
+            for (int c = lane; c < IK; c += 32) mx = fmaxf(mx, fabsf(raw[r * RS + raw_col<FMT>(c)]));
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, off));
+        if (lane == 0) row_exp[r] = r < m && mx > 0.0f ? max(ilogbf(mx) - 14, -100) : 0;
+    }
+    __syncthreads();
+    if (threadIdx.x < 16) xscale[int64_t(item) * 16 + threadIdx.x] = ldexpf(1.0f, row_exp[threadIdx.x]);
+    const int j = warp, gg = lane >> 2, tt = lane & 3;
+    uint4 hi = make_uint4(0, 0, 0, 0), lo = hi;
+    if (gg < m) {
+        float v[2][4];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int r = gg + 8 * h;
+            const float inv = r < m ? ldexpf(1.0f, -row_exp[r]) : 0.0f;
+#pragma unroll
+            for (int p = 0; p < 4; ++p) v[h][p] = r < m ? raw[r * RS + raw_col<FMT>(kslot<FMT>(tt, j, p))] * inv : 0.0f;
+        }
+        // A registers: 0 (row g, slots 0/1), 1 (row g + 8, slots 0/1), 2 (row g, 2/3), 3 (row g + 8).
+        uint32_t* hr = reinterpret_cast<uint32_t*>(&hi);
+        uint32_t* lr = reinterpret_cast<uint32_t*>(&lo);
+#pragma unroll
+        for (int reg = 0; reg < 4; ++reg) {
+            const float a0 = v[reg & 1][(reg >> 1) * 2], a1 = v[reg & 1][(reg >> 1) * 2 + 1];
+            const __half2 h2 = __floats2half2_rn(a0, a1);
+            const float2 hf = __half22float2(h2);
+            const __half2 l2 = __floats2half2_rn(a0 - hf.x, a1 - hf.y);
+            hr[reg] = *reinterpret_cast<const uint32_t*>(&h2);
+            lr[reg] = *reinterpret_cast<const uint32_t*>(&l2);
+        }
+    }
+    uint4* f = frag + (int64_t(item) * MMAS + j) * 64 + lane;
+    f[0] = hi;
+    f[32] = lo;
+}
+
+// mma_xp_kernel: as mma_kernel, but x comes prepared (mma_prep_kernel): no shared memory, no block-wide
+// syncs in the k loop; each lane loads its A fragments (2 × 16 bytes per mma step, L1/L2 resident) next to
+// its weights. A warp owns NT n8 tiles (8·NT weight rows, tile r = rows 8r + g), the block 8·8·NT rows;
+// weights are prefetched KG = 8 / NT items ahead (2 · 4·KG·NT = 64 registers at either NT). The sums are
+// scaled back per item (c = Σ over the item's mma steps, then acc += c · 2^e).
+template <int FMT, int NT>
+__global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_constant__ mma_args a) {
+    using T = mma_traits<FMT>;
+    constexpr int MMAS = T::MMAS, KG = 8 / NT, BR = k_warps * 8 * NT;
+    __shared__ bool is_last;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int rb = blockIdx.x, split = blockIdx.y;
+    int pi = 0;
+    while (pi + 1 < a.n_parts && rb >= a.p[pi + 1].rb0) ++pi;
+    const mma_part& P = a.p[pi];
+    const int row_base = (rb - P.rb0) * BR + warp * 8 * NT;  // the warp's first row in the part
+    const int item0 = split * a.split_items, item1 = min(a.items, item0 + a.split_items);
+    const int n_it = item1 - item0;
+
+    // Row of tile r; rows past n read row 0 (never written out).
+    int wrow[NT];
+#pragma unroll
+    for (int r = 0; r < NT; ++r) wrow[r] = row_base + 8 * r + g < P.n ? row_base + 8 * r + g : 0;
+    const int64_t row_bytes = FMT == cuda_stream_nvfp4 ? a.k / 2 : a.k;
+
+    uint4 wa[KG][NT], wb[KG][NT];
+    uint32_t sa[KG][NT] = {}, sb[KG][NT] = {};
+    auto load = [&](int it_rel, uint4(&w)[KG][NT], uint32_t(&s)[KG][NT]) {
+#pragma unroll
+        for (int q = 0; q < KG; ++q) {
+            const int it = item0 + it_rel + q;
+#pragma unroll
+            for (int r = 0; r < NT; ++r) {
+                if (it_rel + q < n_it) {
+                    const uint8_t* src = P.w + int64_t(wrow[r]) * row_bytes + int64_t(it) * 64 + 16 * t;
+                    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                        : "=r"(w[q][r].x), "=r"(w[q][r].y), "=r"(w[q][r].z), "=r"(w[q][r].w)
+                        : "l"(src));
+                    if constexpr (FMT == cuda_stream_nvfp4) {
+                        uint32_t v;
+                        asm("ld.global.nc.L1::no_allocate.u16 %0, [%1];"
+                            : "=r"(v)
+                            : "l"(P.block_scales + int64_t(wrow[r]) * (a.k / 16) + int64_t(it) * 8 + 2 * t));
+                        s[q][r] = e4m3x2_half2(v);
+                    }
+                } else {
+                    w[q][r] = make_uint4(0, 0, 0, 0);
+                    s[q][r] = 0;
+                }
+            }
+        }
+    };
+
+    grid_dependency_trigger();
+    load(0, wa, sa);  // weights do not depend on the previous kernels
+    grid_dependency_wait();
+
+    float acc[NT][4] = {};
+    for (int it = 0; it < n_it; it += KG) {
+        if (it + KG < n_it) load(it + KG, wb, sb);
+#pragma unroll
+        for (int q = 0; q < KG; ++q) {
+            if (it + q >= n_it) break;
+            const int item = item0 + it + q;
+            // Plain (L1-allocating) loads: every warp of the block, and the SM's other block, read them.
+            const uint4* f = a.frag + int64_t(item) * MMAS * 64 + lane;
+            float cc[NT][4] = {};
+#pragma unroll
+            for (int j = 0; j < MMAS; ++j) {
+                const uint4 ah = f[j * 64], al = f[j * 64 + 32];
+#pragma unroll
+                for (int r = 0; r < NT; ++r) {
+                    uint32_t b0, b1;
+                    const uint32_t word =
+                        reinterpret_cast<const uint32_t*>(&wa[q][r])[FMT == cuda_stream_nvfp4 ? j / 2 : j];
+                    if constexpr (FMT == cuda_stream_nvfp4) {
+                        const uint32_t s2 = (j / 4) == 0 ? __byte_perm(sa[q][r], 0, 0x1010)
+                                                         : __byte_perm(sa[q][r], 0, 0x3232);
+                        const int sh = (j % 2) ? 4 : 12;  // pairs (0,4),(1,5) for even j; (2,6),(3,7) odd
+                        b0 = hmul2_bits(e2m1x2_bits(word << sh), s2);
+                        b1 = hmul2_bits(e2m1x2_bits(word << (sh - 4)), s2);
+                    } else {
+                        b0 = e4m3x2_half2(word);
+                        b1 = e4m3x2_half2(word >> 16);
+                    }
+                    mma16816(cc[r], ah, b0, b1);
+                    mma16816(cc[r], al, b0, b1);
+                }
+            }
+            // Scale this item's sums back: c0, c1 are batch row g, c2, c3 batch row g + 8.
+            const float s_lo = a.xscale[int64_t(item) * 16 + g], s_hi = a.xscale[int64_t(item) * 16 + g + 8];
+#pragma unroll
+            for (int r = 0; r < NT; ++r) {
+                acc[r][0] = fmaf(cc[r][0], s_lo, acc[r][0]);
+                acc[r][1] = fmaf(cc[r][1], s_lo, acc[r][1]);
+                acc[r][2] = fmaf(cc[r][2], s_hi, acc[r][2]);
+                acc[r][3] = fmaf(cc[r][3], s_hi, acc[r][3]);
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < KG; ++q)
+#pragma unroll
+            for (int r = 0; r < NT; ++r) wa[q][r] = wb[q][r], sa[q][r] = sb[q][r];
+    }
+
+    // Outputs of this thread: batch rows g, g + 8; weight rows row_base + 8r + 2t + {0, 1}.
+    auto final_value = [&](float v, int row) {
+        float mul = P.out_mul;
+        if (P.fp8_scales) mul *= P.fp8_scales[a.gran == cuda_stream_scale_channel ? row : 0];
+        return fmaf(v, mul, P.bias ? P.bias[row] : 0.0f);
+    };
+    if (a.splits == 1) {
+#pragma unroll
+        for (int r = 0; r < NT; ++r)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int b = g + (e >= 2 ? 8 : 0), row = row_base + 8 * r + 2 * t + (e & 1);
+                if (b < a.m && row < P.n) P.y[int64_t(b) * P.n + row] = final_value(acc[r][e], row);
+            }
+        return;
+    }
+#pragma unroll
+    for (int r = 0; r < NT; ++r)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int b = g + (e >= 2 ? 8 : 0), row = row_base + 8 * r + 2 * t + (e & 1);
+            if (b < a.m && row < P.n)
+                a.partial[(int64_t(split) * a.m + b) * a.n_total + P.row0 + row] = acc[r][e];
+        }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) is_last = atomicAdd(a.counters + rb, 1u) == unsigned(a.splits - 1);
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    const int rows0 = (rb - P.rb0) * BR;
+    for (int i = threadIdx.x; i < a.m * BR; i += k_threads) {
+        const int b = i / BR, row = rows0 + i % BR;
+        if (row >= P.n) continue;
+        float v = 0.0f;
+        for (int s = 0; s < a.splits; ++s)
+            v += __ldcg(a.partial + (int64_t(s) * a.m + b) * a.n_total + P.row0 + row);
+        P.y[int64_t(b) * P.n + row] = final_value(v, row);
+    }
+    if (threadIdx.x == 0) a.counters[rb] = 0;  // ready for the next launch (graph replays too)
+}
+
 template <int FMT>
 constexpr size_t frag_smem() {
     constexpr int CK = k_chunk_items * mma_traits<FMT>::ITEM_K;
@@ -363,8 +598,42 @@ cudaError_t launch(dim3 grid, const mma_args& a, cudaStream_t stream) {
     return launch_pdl(mma_kernel<FMT>, grid, dim3(k_threads), frag_smem<FMT>(), stream, a);
 }
 
+// The prep, then the linear kernel; both with programmatic dependent launch (the linear kernel fetches its
+// first weights while the prep runs).
+template <int FMT, int NT>
+cudaError_t launch_xprep(dim3 grid, const mma_args& a, uint4* frag, float* xscale, cudaStream_t stream) {
+    constexpr int MMAS = mma_traits<FMT>::MMAS;
+    cudaError_t e = launch_pdl(mma_prep_kernel<FMT>, dim3(unsigned(a.items)), dim3(MMAS * 32), 0, stream, a.x,
+                               a.m, a.k, frag, xscale);
+    if (e != cudaSuccess) return e;
+    return launch_pdl(mma_xp_kernel<FMT, NT>, grid, dim3(k_threads), 0, stream, a);
+}
+
 int item_k(cuda_stream_format f) {
     return f == cuda_stream_nvfp4 ? 128 : 64;
+}
+
+// NIBBLE_MMA_XPREP=0: x staged per block and chunk (mma_kernel), for A/B measurements; else prepared once.
+bool xprep_enabled() {
+    static const bool on = [] {
+        const char* v = std::getenv("NIBBLE_MMA_XPREP");
+        return !(v && v[0] == '0');
+    }();
+    return on;
+}
+
+// n8 tiles per warp of mma_xp_kernel: 2 (NIBBLE_MMA_NT=4: 4, see Design).
+int xprep_tiles(int64_t m) {
+    static const int forced = [] {
+        const char* v = std::getenv("NIBBLE_MMA_NT");
+        return v ? std::atoi(v) : 0;
+    }();
+    return forced == 4 ? 4 : 2;
+}
+
+// Weight rows per block.
+int block_rows(int64_t m) {
+    return xprep_enabled() ? k_warps * 8 * xprep_tiles(m) : k_block_rows;
 }
 
 // The split of k that best fills `slots` resident blocks with `row_blocks` row blocks.
@@ -381,15 +650,19 @@ int choose_splits(int row_blocks, int items, int slots) {
     return best;
 }
 
+// Workspace: split-K counters at its start (always there in x-prep mode), then (x prep) the A fragments
+// [items][MMAS][2][32] uint4 and the scales [items][16] float, then the partial sums [splits][m][n_total].
 struct plan {
-    int row_blocks = 0, items = 0, splits = 1, split_items = 0, n_total = 0;
+    int row_blocks = 0, items = 0, splits = 1, split_items = 0, n_total = 0, br = 0;
+    size_t frag_off = 0, scale_off = 0, partial_off = 0, bytes = 0;
 };
 
 cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, plan& pl) {
     const cuda_stream_weight& w0 = parts[0].w;
     pl = plan{};
+    pl.br = block_rows(m);
     for (int i = 0; i < n_parts; ++i) {
-        pl.row_blocks += int((parts[i].w.n + k_block_rows - 1) / k_block_rows);
+        pl.row_blocks += int((parts[i].w.n + pl.br - 1) / pl.br);
         pl.n_total += int(parts[i].w.n);
     }
     pl.items = int(w0.k / item_k(w0.format));
@@ -399,6 +672,18 @@ cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, pla
     if (e != cudaSuccess) return e;
     pl.splits = pl.row_blocks > k_max_counters ? 1 : choose_splits(pl.row_blocks, pl.items, 2 * n_sm);
     pl.split_items = (pl.items + pl.splits - 1) / pl.splits;
+    const size_t partial = pl.splits > 1 ? size_t(pl.splits) * size_t(m) * size_t(pl.n_total) * sizeof(float) : 0;
+    if (xprep_enabled()) {
+        const int mmas = w0.format == cuda_stream_nvfp4 ? mma_traits<cuda_stream_nvfp4>::MMAS
+                                                        : mma_traits<cuda_stream_fp8>::MMAS;
+        pl.frag_off = k_counter_bytes;
+        pl.scale_off = pl.frag_off + size_t(pl.items) * mmas * 64 * sizeof(uint4);
+        pl.partial_off = pl.scale_off + size_t(pl.items) * 16 * sizeof(float);
+        pl.bytes = pl.partial_off + partial;
+    } else {
+        pl.partial_off = k_counter_bytes;
+        pl.bytes = pl.splits > 1 ? pl.partial_off + partial : 0;
+    }
     return cudaSuccess;
 }
 
@@ -413,8 +698,8 @@ bool cuda_linear_mma_supports(const cuda_stream_weight& w) {
 
 size_t cuda_linear_mma_workspace_bytes(int64_t m, const cuda_stream_part* parts, int n_parts) {
     plan pl;
-    if (n_parts < 1 || make_plan(m, parts, n_parts, pl) != cudaSuccess || pl.splits == 1) return 0;
-    return k_counter_bytes + size_t(pl.splits) * size_t(m) * size_t(pl.n_total) * sizeof(float);
+    if (n_parts < 1 || make_plan(m, parts, n_parts, pl) != cudaSuccess) return 0;
+    return pl.bytes;
 }
 
 cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts,
@@ -430,6 +715,10 @@ cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_p
     a.k = int(w0.k);
     a.n_parts = n_parts;
     a.gran = int(w0.fp8_granularity);
+    plan pl;
+    cudaError_t e = make_plan(m, parts, n_parts, pl);
+    if (e != cudaSuccess) return e;
+    const int br = pl.br;
     int rb = 0, row0 = 0;
     for (int i = 0; i < n_parts; ++i) {
         const cuda_stream_weight& w = parts[i].w;
@@ -449,25 +738,34 @@ cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_p
         p.y = parts[i].y;
         p.rb0 = rb;
         p.row0 = row0;
-        rb += int((w.n + k_block_rows - 1) / k_block_rows);
+        rb += int((w.n + br - 1) / br);
         row0 += int(w.n);
     }
     if (rb == 0) return cudaSuccess;
-    plan pl;
-    cudaError_t e = make_plan(m, parts, n_parts, pl);
-    if (e != cudaSuccess) return e;
     a.items = pl.items;
     a.splits = pl.splits;
     a.split_items = pl.split_items;
     a.n_total = pl.n_total;
-    if (pl.splits > 1) {
-        const size_t need = cuda_linear_mma_workspace_bytes(m, parts, n_parts);
-        if (!workspace || workspace_bytes < need || reinterpret_cast<uintptr_t>(workspace) % 16)
+    if (pl.bytes > 0) {
+        if (!workspace || workspace_bytes < pl.bytes || reinterpret_cast<uintptr_t>(workspace) % 16)
             return cudaErrorInvalidValue;
-        a.counters = static_cast<unsigned*>(workspace);
-        a.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + k_counter_bytes);
+        char* ws = static_cast<char*>(workspace);
+        a.counters = reinterpret_cast<unsigned*>(ws);
+        a.partial = reinterpret_cast<float*>(ws + pl.partial_off);
+        a.frag = reinterpret_cast<const uint4*>(ws + pl.frag_off);
+        a.xscale = reinterpret_cast<const float*>(ws + pl.scale_off);
     }
     const dim3 grid(unsigned(rb), unsigned(pl.splits));
+    if (xprep_enabled()) {
+        uint4* frag = reinterpret_cast<uint4*>(static_cast<char*>(workspace) + pl.frag_off);
+        float* xscale = reinterpret_cast<float*>(static_cast<char*>(workspace) + pl.scale_off);
+        const bool wide = xprep_tiles(m) == 4;
+        if (w0.format == cuda_stream_nvfp4)
+            return wide ? launch_xprep<cuda_stream_nvfp4, 4>(grid, a, frag, xscale, stream)
+                        : launch_xprep<cuda_stream_nvfp4, 2>(grid, a, frag, xscale, stream);
+        return wide ? launch_xprep<cuda_stream_fp8, 4>(grid, a, frag, xscale, stream)
+                    : launch_xprep<cuda_stream_fp8, 2>(grid, a, frag, xscale, stream);
+    }
     if (w0.format == cuda_stream_nvfp4) return launch<cuda_stream_nvfp4>(grid, a, stream);
     return launch<cuda_stream_fp8>(grid, a, stream);
 }
