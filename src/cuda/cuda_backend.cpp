@@ -66,6 +66,7 @@ cuda_backend::cuda_backend(int device) : device_(device) {
     const char* lin = std::getenv("NIBBLE_LINEAR");
     mma_off_ = lin && std::string(lin) == "stream";
     if (lin && std::string(lin) == "mma") mma_min_rows_ = 1;
+    if (const char* r = std::getenv("NIBBLE_BF16_TC_MIN_ROWS")) bf16_tc_min_rows_ = std::max(1, std::atoi(r));
 }
 
 cuda_backend::~cuda_backend() {
@@ -527,6 +528,10 @@ bool same_scheme(const linear_weight& a, const linear_weight& b) {
 
 }  // namespace
 
+bool cuda_backend::bf16_on_tensor_cores(const linear_weight& w, int64_t rows) const {
+    return w.format == weight_format_dense && w.weight.type == dtype_bf16 && rows >= bf16_tc_min_rows_;
+}
+
 bool cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts) {
     // m <= 2 stays on the CUDA-core kernel: measured faster there (H200, 2026-12-01).
     if (mma_off_ || rows < mma_min_rows_ || rows > 16 || !cuda_linear_mma_supports(parts[0].w)) return false;
@@ -538,8 +543,8 @@ bool cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_pa
 void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight& q, const linear_weight& k,
                               const linear_weight& v, float* out_q, float* out_k, float* out_v) {
     cuda_stream_part p[3];
-    if (rows > 16 || !same_scheme(q, k) || !same_scheme(q, v) || !stream_view(q, p[0].w) ||
-        !stream_view(k, p[1].w) || !stream_view(v, p[2].w))
+    if (rows > 16 || bf16_on_tensor_cores(q, rows) || !same_scheme(q, k) || !same_scheme(q, v) ||
+        !stream_view(q, p[0].w) || !stream_view(k, p[1].w) || !stream_view(v, p[2].w))
         return backend::linear_qkv(x, rows, q, k, v, out_q, out_k, out_v);
     const linear_weight* ws[3] = {&q, &k, &v};
     float* outs[3] = {out_q, out_k, out_v};
@@ -554,8 +559,8 @@ void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight&
 void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weight& gate,
                                  const linear_weight& up, float* out, float* up_scratch) {
     cuda_stream_part p[2];
-    if (rows > 16 || gate.n != up.n || !same_scheme(gate, up) || !stream_view(gate, p[0].w) ||
-        !stream_view(up, p[1].w))
+    if (rows > 16 || bf16_on_tensor_cores(gate, rows) || gate.n != up.n || !same_scheme(gate, up) ||
+        !stream_view(gate, p[0].w) || !stream_view(up, p[1].w))
         return backend::linear_swiglu(x, rows, gate, up, out, up_scratch);
     p[0].bias = gate.bias.empty() ? nullptr : f32(gate.bias);
     p[1].bias = up.bias.empty() ? nullptr : f32(up.bias);
@@ -578,8 +583,10 @@ void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, 
     if (rows <= 0 || n == 0) return;
     const float* xa = quantize_input(x, rows, w);
     const float* bias = w.bias.empty() ? nullptr : f32(w.bias);
-    // Decode batches: the weight-streaming GEMV, or the NVFP4 register-prefetch GEMV for other k.
-    if (rows <= 16) {
+    // Decode batches: the weight-streaming GEMV, or the NVFP4 register-prefetch GEMV for other k. Dense
+    // BF16 weights from bf16_tc_min_rows_ rows go to the tensor cores below instead: the CUDA-core GEMV is
+    // FMA-bound there (one FMA per weight and row).
+    if (rows <= 16 && !bf16_on_tensor_cores(w, rows)) {
         cuda_stream_part sp;
         if (stream_view(w, sp.w)) {
             sp.bias = bias;

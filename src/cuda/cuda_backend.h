@@ -10,9 +10,11 @@
 //
 // Linear: activations are fake-quantized first for W4A4 / FP8 schemes, exactly as core/quant.cpp and
 // cpu_quantize_activations. Rows <= 16 (decode): NVFP4 and FP8 weights run on the tensor cores
-// (cuda_linear_mma_parts) from 3 rows, otherwise NVFP4, FP8 and BF16 weights stream through
-// cuda_linear_stream on CUDA cores (cuda_nvfp4_linear for NVFP4 k that it does not take); q/k/v and
-// gate/up share one launch. More rows, and what those do not take: BF16 tensor-core GEMMs with FP32
+// (cuda_linear_mma_parts) from 3 rows and dense BF16 weights on the BF16 GEMM below (the CUDA-core GEMV
+// is FMA-bound there: BF16 batch 16 took 29.0 ms a step on CUDA cores, 9.5 ms on tensor cores, synthetic
+// Qwen3-8B, H200, 2026-12-01); otherwise NVFP4, FP8 and BF16 weights stream through cuda_linear_stream on
+// CUDA cores (cuda_nvfp4_linear for NVFP4 k that it does not take); q/k/v and gate/up share one launch.
+// More rows, and what those do not take: BF16 tensor-core GEMMs with FP32
 // accumulation (linear_tensor_core: the weight exactly in BF16, its scales and the activations' scales
 // outside the GEMM); F16/F32 weights: cublasSgemm (FP32, no TF32).
 //
@@ -145,6 +147,8 @@ class cuda_backend : public backend {
     bool stream_view(const linear_weight& w, cuda_stream_weight& out);
     // Decode batches through the tensor-core kernel (linear_mma.h) when it takes the parts; false otherwise.
     bool linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts);
+    // Whether a decode batch of `rows` over w goes to the BF16 tensor-core GEMM (dense BF16 weights).
+    bool bf16_on_tensor_cores(const linear_weight& w, int64_t rows) const;
     void not_recording(const char* what) const;
     void drop_graphs();
 
@@ -181,6 +185,9 @@ class cuda_backend : public backend {
     growable mma_ws_;
     bool mma_off_ = false;      // NIBBLE_LINEAR=stream: CUDA-core kernels only (A/B runs)
     int64_t mma_min_rows_ = 3;  // NIBBLE_LINEAR=mma: tensor cores from 1 row
+    // Dense BF16 weights go to the BF16 tensor-core GEMM (linear_tensor_core) from this many rows
+    // (NIBBLE_BF16_TC_MIN_ROWS for A/B runs; 17 = the CUDA-core GEMV for every decode batch).
+    int64_t bf16_tc_min_rows_ = 3;
     // KV cache (layout in backend_ops.h, cuda_kv_cache), RoPE frequencies [hd/2], and the split-KV
     // attention's scratch (partial max, sum and output per split), all allocated by kv_init.
     cuda_kv_cache kv_;
