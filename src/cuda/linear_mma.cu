@@ -140,13 +140,13 @@ struct mma_args {
     mma_part p[cuda_stream_max_parts];
     int n_parts;
     int gran;
-    int items;           // k / ITEM_K
-    int splits;          // slices of k
-    int split_items;     // items per slice (the last may have fewer)
-    int n_total;         // rows of all parts
-    float* partial;      // [splits][m][n_total]
-    unsigned* counters;  // [row blocks], at the workspace's start
-    const uint4* frag;   // x prep: A fragments [items][MMAS][hi, lo][32 lanes] (mma_xprep_kernel)
+    int items;            // k / ITEM_K
+    int splits;           // slices of k
+    int split_items;      // items per slice (the last may have fewer)
+    int n_total;          // rows of all parts
+    float* partial;       // [splits][m][n_total]
+    unsigned* counters;   // [row blocks], at the workspace's start
+    const uint4* frag;    // x prep: A fragments [items][MMAS][hi, lo][32 lanes] (mma_xprep_kernel)
     const float* xscale;  // x prep: 2^e per item and batch row [items][16]
 };
 
@@ -371,9 +371,9 @@ __global__ void __launch_bounds__(k_threads, 2) mma_kernel(const __grid_constant
 // fragment entries are built exactly as mma_kernel builds them from its chunk (same kslot permutation, same
 // scale-then-split arithmetic); only the span of the amax differs (one item here, 4 there).
 template <int FMT>
-__global__ void __launch_bounds__(mma_traits<FMT>::MMAS * 32) mma_prep_kernel(const float* __restrict__ x, int m,
-                                                                             int k, uint4* __restrict__ frag,
-                                                                             float* __restrict__ xscale) {
+__global__ void __launch_bounds__(mma_traits<FMT>::MMAS * 32)
+    mma_prep_kernel(const float* __restrict__ x, int m, int k, uint4* __restrict__ frag,
+                    float* __restrict__ xscale) {
     using T = mma_traits<FMT>;
     constexpr int IK = T::ITEM_K, MMAS = T::MMAS, NW = MMAS;
     // Floats per row of `raw`: the padded item, ≡ 20 (mod 32) so rows g = 0..7 fall on distinct banks.
@@ -414,7 +414,8 @@ __global__ void __launch_bounds__(mma_traits<FMT>::MMAS * 32) mma_prep_kernel(co
             const int r = gg + 8 * h;
             const float inv = r < m ? ldexpf(1.0f, -row_exp[r]) : 0.0f;
 #pragma unroll
-            for (int p = 0; p < 4; ++p) v[h][p] = r < m ? raw[r * RS + raw_col<FMT>(kslot<FMT>(tt, j, p))] * inv : 0.0f;
+            for (int p = 0; p < 4; ++p)
+                v[h][p] = r < m ? raw[r * RS + raw_col<FMT>(kslot<FMT>(tt, j, p))] * inv : 0.0f;
         }
         // A registers: 0 (row g, slots 0/1), 1 (row g + 8, slots 0/1), 2 (row g, 2/3), 3 (row g + 8).
         uint32_t* hr = reinterpret_cast<uint32_t*>(&hi);
@@ -672,7 +673,8 @@ cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, pla
     if (e != cudaSuccess) return e;
     pl.splits = pl.row_blocks > k_max_counters ? 1 : choose_splits(pl.row_blocks, pl.items, 2 * n_sm);
     pl.split_items = (pl.items + pl.splits - 1) / pl.splits;
-    const size_t partial = pl.splits > 1 ? size_t(pl.splits) * size_t(m) * size_t(pl.n_total) * sizeof(float) : 0;
+    const size_t partial =
+        pl.splits > 1 ? size_t(pl.splits) * size_t(m) * size_t(pl.n_total) * sizeof(float) : 0;
     if (xprep_enabled()) {
         const int mmas = w0.format == cuda_stream_nvfp4 ? mma_traits<cuda_stream_nvfp4>::MMAS
                                                         : mma_traits<cuda_stream_fp8>::MMAS;
