@@ -289,9 +289,15 @@ void api_server::routes() {
     });
 
     auto parse_body = [](const httplib::Request& req) {
-        json body = json::parse(req.body, nullptr, false);
-        if (body.is_discarded()) throw api_error(400, "the request body is not valid JSON");
-        return body;
+        try {
+            return json::parse(req.body);
+        } catch (const json::parse_error& e) {
+            // e.what(): "[json.exception.parse_error.101] parse error at line 1, column 15: syntax
+            // error while parsing value - invalid string: ill-formed UTF-8 byte; last read: ..."
+            std::string why = e.what();
+            if (size_t at = why.find("] "); at != std::string::npos) why = why.substr(at + 2);
+            throw api_error(400, "the request body is not valid JSON: " + why);
+        }
     };
     s.Post("/tokenize", [this, parse_body](const httplib::Request& req, httplib::Response& res) {
         try {
