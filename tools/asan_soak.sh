@@ -3,8 +3,9 @@
 # builds only the nibble binary into ${NIBBLE_ASAN_BUILD:-build-asan} (CPU, RelWithDebInfo,
 # -fsanitize=address,undefined), serves the bundled model (4 KV slots, max_model_len 1024), drives it
 # for SECONDS (default 60) with tests/server/load_client.mjs (16 streaming openai-npm clients a round,
-# malformed requests, clients that disconnect), stops it with SIGTERM and fails when the load client
-# failed, the server's exit status is not 0 or a sanitizer reported anything (its log is printed).
+# malformed requests, clients that disconnect), stops it with SIGTERM while 3 streams run and fails
+# when the load client failed, the server's exit status is not 0 or a sanitizer reported anything
+# (its log is printed then). About 30 s a round of the load client under the sanitizers on 2 cores.
 #
 # usage: tools/asan_soak.sh [SECONDS]
 # env:   NIBBLE_ASAN_BUILD (build folder), JOBS (build parallelism, default 2),
@@ -57,6 +58,14 @@ else
     echo "asan_soak: the server did not come up"
     client_rc=1
 fi
+# Shut down with streams in flight (the stop path under the sanitizers too).
+curls=()
+for _ in 1 2 3; do
+    curl -s -N "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
+        -d '{"prompt": "def f(x):", "max_tokens": 900, "ignore_eos": true, "stream": true}' >/dev/null &
+    curls+=($!)
+done
+sleep 2
 kill -TERM "$pid" 2>/dev/null || true
 server_rc=0
 for _ in $(seq 300); do  # 30 s: LeakSanitizer's exit scan is slow
@@ -68,6 +77,7 @@ if kill -0 "$pid" 2>/dev/null; then
     kill -KILL "$pid"
 fi
 wait "$pid" || server_rc=$?
+wait "${curls[@]}" 2>/dev/null || true
 
 reports=$(grep -cE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak)" "$log" || true)
 echo "asan_soak: ${secs} s, load client exit ${client_rc}, server exit ${server_rc}, sanitizer reports ${reports}"
