@@ -96,7 +96,7 @@ struct live_stream {
     }
 };
 
-// SIGTERM / SIGINT with 2 streams running, 2 queued and one non-streaming request in flight.
+// SIGTERM / SIGINT with 4 streams and one non-streaming request over 2 slots (2 running, 3 queued).
 void check_shutdown(int sig) {
     test::serve_process srv("--max-num-seqs 2 --max-num-batched-tokens 32");
     ASSERT_TRUE(srv.ok()) << srv.log();
@@ -119,18 +119,23 @@ void check_shutdown(int sig) {
             plain_body = r->body;
         }
     });
-    // Two streams produce tokens and others wait for a slot. (The tiny model makes 2000 tokens in
-    // about a second: on a slow machine one stream may finish before the others start.)
+    // Both slots busy (streams, or the plain request) with a stream producing tokens, the rest
+    // queued. (The tiny model makes 2000 tokens in a few seconds: on a slow machine one request
+    // may finish before the others start.)
     const auto t0 = std::chrono::steady_clock::now();
-    auto running = [&] {
+    auto n_streaming = [&] {
         int n = 0;
         for (auto& s : streams) n += s->n_events > 2;
         return n;
     };
-    while ((running() < 2 || metric(get_metrics(srv.port()), "vllm:num_requests_waiting") < 1) &&
-           std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20))
+    auto busy = [&] {
+        const std::string m = get_metrics(srv.port());
+        return n_streaming() >= 1 && metric(m, "vllm:num_requests_running") == 2 &&
+               metric(m, "vllm:num_requests_waiting") >= 1;
+    };
+    while (!busy() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20))
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    EXPECT_GE(running(), 2) << srv.log();
+    EXPECT_TRUE(busy()) << get_metrics(srv.port()) << srv.log();
 
     const auto t_sig = std::chrono::steady_clock::now();
     EXPECT_EQ(srv.terminate(sig), 0) << srv.log();
@@ -140,6 +145,8 @@ void check_shutdown(int sig) {
     plain.join();
     const double end_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_sig).count();
     EXPECT_LT(end_s, 5.0);
+    std::printf("signal %d after %.2f s of streaming: exit %.2f s later, every client done %.2f s later\n",
+                sig, std::chrono::duration<double>(t_sig - t0).count(), exit_s, end_s);
 
     // Every stream: 200, then (tokens and) an error event naming the shutdown, [DONE], nothing
     // after; or, for one that finished before the signal, its finish_reason, [DONE].
