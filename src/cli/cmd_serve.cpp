@@ -4,7 +4,9 @@
 //              [--num-gpu-blocks-override N] [--eager] [--reasoning-parser qwen3]
 // An OpenAI-compatible server (vLLM's flag names) with continuous batching over a paged KV cache with
 // prefix caching; the GPU when there is one, else the CPU.
-// SIGINT / SIGTERM stop it: running requests end with an error event, then the listener closes.
+// SIGINT / SIGTERM stop it (api_server::stop): new requests get 503, running and queued ones end at
+// once with a "server shutting down" error (SSE error event + [DONE], or a 503), then the listener
+// closes and the process exits with status 0.
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -122,8 +124,7 @@ int cmd_serve(command_args args) {
         sigwait(&stop_signals, &sig);
         if (sig == SIGUSR1) return;  // the server ended on its own
         std::fprintf(stderr, "nibble serve: signal %d, shutting down\n", sig);
-        eng.stop();
-        server.stop();
+        server.stop();  // the engine first, then the listener
     });
     std::fprintf(
         stderr,

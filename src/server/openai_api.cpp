@@ -46,8 +46,11 @@ std::optional<double> get_number(const json& body, const char* name) {
 std::optional<int64_t> get_int(const json& body, const char* name) {
     const json* v = field(body, name);
     if (!v) return std::nullopt;
-    if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>())
+    if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>()) {
+        // 1e30 is integral but no int64: converting it would be undefined
+        if (std::fabs(v->get<double>()) >= 9.2e18) bad(name, fmt::format("'{}' is out of range", name));
         return int64_t(v->get<double>());
+    }
     if (!v->is_number_integer()) bad(name, fmt::format("'{}' must be an integer", name));
     return v->get<int64_t>();
 }
@@ -258,14 +261,15 @@ api_request api_parse_generation(const json& body, const served_model& m, bool c
                 "This model's maximum context length is {} tokens. However, your request has {} input "
                 "tokens. Please reduce the length of the input messages.",
                 max_len, n_prompt));
-    if (req.max_tokens && n_prompt + *req.max_tokens > max_len)
+    if (req.max_tokens && *req.max_tokens > max_len - n_prompt)  // not n_prompt + max: INT64_MAX overflows
         bad(chat && field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
             fmt::format(
                 "This model's maximum context length is {} tokens. However, you requested {} output "
                 "tokens and your prompt contains at least {} input tokens, for a total of at least {} "
                 "tokens. Please reduce the length of the input prompt or the number of requested "
                 "output tokens.",
-                max_len, *req.max_tokens, n_prompt, n_prompt + *req.max_tokens));
+                max_len, *req.max_tokens, n_prompt,
+                *req.max_tokens > INT64_MAX - n_prompt ? INT64_MAX : n_prompt + *req.max_tokens));
     return r;
 }
 

@@ -7,6 +7,7 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "server/reasoning.h"
@@ -144,7 +145,10 @@ struct generation {
     std::vector<token_info> pending;  // logprobs not yet sent (their text may be held back)
     int64_t text_offset = 0;
     std::unique_ptr<reasoning_parser> reasoning;  // chat with --reasoning-parser only
+    const std::atomic<bool>* stopping = nullptr;  // the server's: engine errors are then 503s
 
+    // The status of an engine error: 503 once the server is stopping, else 500.
+    int error_status() const { return stopping && *stopping ? 503 : 500; }
     json chunk(json choice) const {
         return {{"id", id},
                 {"object", req.chat ? "chat.completion.chunk" : "text_completion"},
@@ -155,8 +159,7 @@ struct generation {
     // SSE text for one engine event ("" when there is nothing to send).
     std::string sse(const gen_event& ev) {
         auto line = [](const json& j) { return "data: " + dump(j) + "\n\n"; };
-        if (!ev.error.empty())
-            return line(api_error_body(500, ev.error, "", "InternalServerError")) + "data: [DONE]\n\n";
+        if (!ev.error.empty()) return line(api_error_body(error_status(), ev.error)) + "data: [DONE]\n\n";
         std::string out;
         if (req.chat && !sent_role) {
             out += line(chunk({{"index", 0},
@@ -211,6 +214,8 @@ api_server::api_server(engine& eng, served_model model, server_options opt)
     : eng_(eng), model_(std::move(model)), opt_(std::move(opt)), http_(std::make_unique<httplib::Server>()) {
     // Streaming requests hold a worker each: allow many more than the default 8.
     http_->new_task_queue = [] { return new httplib::ThreadPool(64); };
+    // An idle keep-alive connection holds its worker (and so shutdown) until this runs out.
+    http_->set_keep_alive_timeout(2);
     routes();
 }
 
@@ -223,12 +228,23 @@ void api_server::run() {
 }
 
 void api_server::stop() {
+    stopping_ = true;  // new requests: 503
+    eng_.stop();       // running and queued ones: a final error event each
+    // Let their handlers write those out before the listener goes (httplib ends a chunked response
+    // unfinished once stopped), a bounded wait for clients that do not read.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (n_active_ > 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     http_->stop();
 }
 
 void api_server::routes() {
     httplib::Server& s = *http_;
     s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+        if (stopping_) {
+            send_error(res, 503, "server shutting down");
+            return httplib::Server::HandlerResponse::Handled;
+        }
         if (opt_.api_key.empty() || req.method == "OPTIONS" || req.path.rfind("/v1", 0) != 0)
             return httplib::Server::HandlerResponse::Unhandled;
         if (req.get_header_value("Authorization") == "Bearer " + opt_.api_key)
@@ -289,9 +305,15 @@ void api_server::routes() {
     });
 
     auto parse_body = [](const httplib::Request& req) {
-        json body = json::parse(req.body, nullptr, false);
-        if (body.is_discarded()) throw api_error(400, "the request body is not valid JSON");
-        return body;
+        try {
+            return json::parse(req.body);
+        } catch (const json::parse_error& e) {
+            // e.what(): "[json.exception.parse_error.101] parse error at line 1, column 15: syntax
+            // error while parsing value - invalid string: ill-formed UTF-8 byte; last read: ..."
+            std::string why = e.what();
+            if (size_t at = why.find("] "); at != std::string::npos) why = why.substr(at + 2);
+            throw api_error(400, "the request body is not valid JSON: " + why);
+        }
     };
     s.Post("/tokenize", [this, parse_body](const httplib::Request& req, httplib::Response& res) {
         try {
@@ -312,7 +334,12 @@ void api_server::routes() {
     });
 
     auto generate = [this, parse_body](const httplib::Request& hreq, httplib::Response& res, bool chat) {
+        // Counts this request in n_active_ until its response is written (streams: until httplib
+        // releases the content provider, after the last chunk).
+        std::shared_ptr<void> active(nullptr, [this](void*) { --n_active_; });
+        ++n_active_;
         auto g = std::make_shared<generation>();
+        g->stopping = &stopping_;
         try {
             const json body = parse_body(hreq);
             g->req = api_parse_generation(body, model_, chat);
@@ -353,7 +380,7 @@ void api_server::routes() {
                     }
                     return true;
                 },
-                [this, g](bool) {
+                [this, g, active](bool) {
                     if (!g->done) eng_.abort(g->engine_id);
                 });
             return;
@@ -368,7 +395,7 @@ void api_server::routes() {
             if (ev.done) break;
         }
         if (!ev.error.empty()) {
-            send_error(res, 500, ev.error);
+            send_error(res, g->error_status(), ev.error);
             return;
         }
         json choice = {{"index", 0}};

@@ -5,6 +5,12 @@
 // Bad requests get 4xx with the OpenAI error envelope and the server keeps serving. With an API
 // key, paths under /v1 need "Authorization: Bearer KEY" (else 401 {"error": "Unauthorized"}).
 // A streaming client that disconnects has its request aborted (found when a write fails).
+//
+// stop() (SIGINT / SIGTERM in `nibble serve`) drops work rather than draining it: from then on every
+// new request gets 503 "server shutting down"; running and queued requests end at once with that
+// error (a stream with `data: {"error": ...}` then `data: [DONE]`, a non-streaming request with a
+// 503 body), their responses are written out in full, then the listener closes and run() returns
+// once idle keep-alive connections time out (keep-alive timeout 2 s).
 #pragma once
 
 #include <atomic>
@@ -36,11 +42,13 @@ class api_server {
     ~api_server();
     // Binds and serves until stop(); fails (nibble::error) when the address cannot be bound.
     void run();
-    // Stops listening; callable from any thread. In-flight handlers finish first.
+    // Stops the engine and the listener (see above); callable from any thread, returns within ~3 s.
     void stop();
 
   private:
     void routes();
+    std::atomic<bool> stopping_{false};
+    std::atomic<int> n_active_{0};  // generation requests whose response is not fully written
     engine& eng_;
     served_model model_;
     server_options opt_;

@@ -80,9 +80,9 @@ serve_process::serve_process(const std::string& extra_args) {
     }
 }
 
-int serve_process::terminate() {
+int serve_process::terminate(int sig) {
     if (pid_ <= 0) return -1;
-    kill(pid_, SIGTERM);
+    kill(pid_, sig);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     int st = 0;
     while (std::chrono::steady_clock::now() < deadline) {

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <csignal>
 #include <string>
 
 namespace nibble::test {
@@ -16,8 +17,9 @@ class serve_process {
     bool ok() const { return ok_; }
     int port() const { return port_; }
     std::string log() const;  // the server's stderr so far
-    // Sends SIGTERM and waits up to 10 s; returns the exit status (-1 when it had to be killed).
-    int terminate();
+    // Sends `sig` (SIGTERM by default) and waits up to 10 s; returns the exit status (-1 when it had
+    // to be killed or died of a signal).
+    int terminate(int sig = SIGTERM);
 
   private:
     pid_t pid_ = -1;
