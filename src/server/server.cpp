@@ -216,6 +216,7 @@ api_server::api_server(engine& eng, served_model model, server_options opt)
     http_->new_task_queue = [] { return new httplib::ThreadPool(64); };
     // An idle keep-alive connection holds its worker (and so shutdown) until this runs out.
     http_->set_keep_alive_timeout(2);
+    http_->set_tcp_nodelay(true);  // streamed tokens leave at once (no Nagle delay), as uvicorn does
     routes();
 }
 
