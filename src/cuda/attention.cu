@@ -25,6 +25,7 @@
 #include <cmath>
 
 #include "cuda/backend_ops.h"
+#include "cuda/kernel_util.cuh"
 #include "cuda/kv_cache.cuh"
 
 namespace nibble {
@@ -142,6 +143,8 @@ __global__ void __launch_bounds__(k_threads)
                      const int32_t* __restrict__ positions, int nh, int nkv, int hd, int group, int n_chunks,
                      kv_pages pages, int n_splits, int n_fill, float qscale, float* __restrict__ part_acc,
                      float* __restrict__ part_ml, float* __restrict__ out) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     using L = lanes<KV, HDP, WIDE>;
     constexpr int E = L::e, LPK = L::per_key, KPW = L::keys_per_warp, W = L::words;
     constexpr int B = G * E <= 32 ? 4 : 2;  // keys per lane group per iteration
@@ -287,6 +290,8 @@ __global__ void __launch_bounds__(k_threads)
     combine_kernel(const int32_t* __restrict__ positions, int nh, int hd, int n_splits, int n_fill,
                    const float* __restrict__ part_acc, const float* __restrict__ part_ml,
                    float* __restrict__ out) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     __shared__ float s_w[k_max_splits];
     __shared__ float s_inv;
     const int64_t row = blockIdx.x, t = row / nh;
@@ -330,12 +335,12 @@ cudaError_t launch_main(const launch_args& a) {
     const cuda_kv_cache& kv = *a.kv;
     const int group = int(a.nh / kv.n_kv), n_chunks = (group + G - 1) / G;
     const dim3 grid(unsigned(a.T * a.split.n_splits), unsigned(kv.n_kv * n_chunks));
-    attention_kernel<KV, HDP, G, WIDE><<<grid, k_threads, 0, a.st>>>(
-        a.q, static_cast<const typename KV::storage*>(kv.k), static_cast<const typename KV::storage*>(kv.v),
+    return launch_pdl(
+        attention_kernel<KV, HDP, G, WIDE>, grid, dim3(k_threads), 0, a.st, a.q,
+        static_cast<const typename KV::storage*>(kv.k), static_cast<const typename KV::storage*>(kv.v),
         a.slots, a.positions, int(a.nh), int(kv.n_kv), int(kv.head_dim), group, n_chunks,
         kv_pages{kv.tables, kv.max_blocks, a.layer * kv.n_blocks << kv.block_shift, int(kv.block_shift)},
         a.split.n_splits, a.split.n_fill, k_log2e / sqrtf(float(kv.head_dim)), a.part_acc, a.part_ml, a.out);
-    return cudaGetLastError();
 }
 
 template <class KV, int HDP, bool WIDE>
@@ -463,9 +468,8 @@ cudaError_t cuda_attention(const float* q, const cuda_kv_cache& kv, const int32_
             break;
     }
     if (e != cudaSuccess || split.n_splits == 1) return e;
-    combine_kernel<<<unsigned(T * nh), k_threads, 0, st>>>(positions, int(nh), int(hd), split.n_splits,
-                                                           split.n_fill, a.part_acc, a.part_ml, out);
-    return cudaGetLastError();
+    return launch_pdl(combine_kernel, dim3(unsigned(T * nh)), dim3(k_threads), 0, st, positions, int(nh),
+                      int(hd), split.n_splits, split.n_fill, a.part_acc, a.part_ml, out);
 }
 
 }  // namespace nibble

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "cuda/backend_ops.h"
+#include "cuda/kernel_util.cuh"
 
 namespace nibble {
 
@@ -41,12 +42,16 @@ __global__ void split_bf16_kernel(const float* x, int64_t n, __nv_bfloat16* hi, 
 
 __global__ void embed_kernel(const void* table, cuda_dense_type t, int64_t hidden, const int32_t* ids,
                              float* out) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     const int64_t row = int64_t(ids[blockIdx.x]) * hidden;
     for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x)
         out[blockIdx.x * hidden + j] = load_dense(table, t, row + j);
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
          i += int64_t(gridDim.x) * blockDim.x)
         x[i] += y[i];
@@ -59,6 +64,8 @@ constexpr int k_add_norm_per_thread = 16;
 
 __global__ void __launch_bounds__(k_add_norm_threads)
     add_rms_norm_kernel(float* x, const float* y, const float* w, int64_t cols, float eps, float* out) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     __shared__ float part[32];
     float* xr = x + blockIdx.x * cols;
     const float* yr = y + blockIdx.x * cols;
@@ -88,6 +95,8 @@ __global__ void __launch_bounds__(k_add_norm_threads)
 }
 
 __global__ void silu_mul_kernel(const float* gate, const float* up, int64_t n, float* out) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
          i += int64_t(gridDim.x) * blockDim.x) {
         float g = gate[i];
@@ -96,6 +105,8 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, int64_t n, f
 }
 
 __global__ void gather_rows_kernel(const float* src, int64_t cols, const int32_t* rows, float* dst) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     const float* s = src + int64_t(rows[blockIdx.x]) * cols;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dst[blockIdx.x * cols + j] = s[j];
 }
@@ -126,8 +137,7 @@ cudaError_t cuda_embed(const void* table, cuda_dense_type ty, int64_t hidden, co
                        float* out, cudaStream_t st) {
     if (T < 0 || hidden <= 0 || T > INT32_MAX) return cudaErrorInvalidValue;
     if (T == 0) return cudaSuccess;
-    embed_kernel<<<unsigned(T), k_threads, 0, st>>>(table, ty, hidden, ids, out);
-    return cudaGetLastError();
+    return launch_pdl(embed_kernel, dim3(unsigned(T)), dim3(k_threads), 0, st, table, ty, hidden, ids, out);
 }
 
 cudaError_t cuda_add_rms_norm(float* x, const float* y, const float* w, int64_t rows, int64_t cols, float eps,
@@ -136,8 +146,8 @@ cudaError_t cuda_add_rms_norm(float* x, const float* y, const float* w, int64_t 
         cols > int64_t(k_add_norm_threads) * k_add_norm_per_thread)
         return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
-    add_rms_norm_kernel<<<unsigned(rows), k_add_norm_threads, 0, st>>>(x, y, w, cols, eps, out);
-    return cudaGetLastError();
+    return launch_pdl(add_rms_norm_kernel, dim3(unsigned(rows)), dim3(k_add_norm_threads), 0, st, x, y, w,
+                      cols, eps, out);
 }
 
 cudaError_t cuda_split_bf16(const float* x, int64_t n, void* hi, void* lo, cudaStream_t st) {
@@ -151,23 +161,20 @@ cudaError_t cuda_split_bf16(const float* x, int64_t n, void* hi, void* lo, cudaS
 cudaError_t cuda_add(float* x, const float* y, int64_t n, cudaStream_t st) {
     if (n < 0) return cudaErrorInvalidValue;
     if (n == 0) return cudaSuccess;
-    add_kernel<<<blocks_for(n), k_threads, 0, st>>>(x, y, n);
-    return cudaGetLastError();
+    return launch_pdl(add_kernel, dim3(blocks_for(n)), dim3(k_threads), 0, st, x, y, n);
 }
 
 cudaError_t cuda_silu_mul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t st) {
     if (n < 0) return cudaErrorInvalidValue;
     if (n == 0) return cudaSuccess;
-    silu_mul_kernel<<<blocks_for(n), k_threads, 0, st>>>(gate, up, n, out);
-    return cudaGetLastError();
+    return launch_pdl(silu_mul_kernel, dim3(blocks_for(n)), dim3(k_threads), 0, st, gate, up, n, out);
 }
 
 cudaError_t cuda_gather_rows(const float* src, int64_t cols, const int32_t* rows, int64_t n, float* dst,
                              cudaStream_t st) {
     if (n < 0 || cols < 0 || n > INT32_MAX) return cudaErrorInvalidValue;
     if (n == 0 || cols == 0) return cudaSuccess;
-    gather_rows_kernel<<<unsigned(n), k_threads, 0, st>>>(src, cols, rows, dst);
-    return cudaGetLastError();
+    return launch_pdl(gather_rows_kernel, dim3(unsigned(n)), dim3(k_threads), 0, st, src, cols, rows, dst);
 }
 
 cudaError_t cuda_add_bias(float* y, const float* bias, int64_t rows, int64_t n, cudaStream_t st) {

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "cuda/backend_ops.h"
+#include "cuda/kernel_util.cuh"
 #include "cuda/kv_cache.cuh"
 
 namespace nibble {
@@ -28,6 +29,8 @@ __device__ float block_sum(float v) {
 }
 
 __global__ void rms_norm_kernel(const float* x, const float* w, int64_t cols, float eps, float* out) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     const float* xr = x + blockIdx.x * cols;
     float ss = 0;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) ss += xr[j] * xr[j];
@@ -45,6 +48,8 @@ __global__ void rope_and_cache_kernel(float* q, float* k, const float* v, const 
                                       const float* k_norm, const int32_t* slots, const int32_t* positions,
                                       const float* inv_freq, int64_t nh, int64_t nkv, int64_t hd, float eps,
                                       typename KV::storage* kc, typename KV::storage* vc, kv_pages pages) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     const int64_t t = blockIdx.x, h = blockIdx.y, half = hd / 2;
     const int i = threadIdx.x;
     const int64_t kv_dim = nkv * hd;
@@ -90,11 +95,11 @@ cudaError_t launch_rope_and_cache(float* q, float* k, const float* v, const floa
                                   const cuda_kv_cache& kv, int64_t layer, cudaStream_t st) {
     const int64_t hd = kv.head_dim, nkv = kv.n_kv;
     const unsigned threads = unsigned((hd / 2 + 31) / 32 * 32);
-    rope_and_cache_kernel<KV><<<dim3(unsigned(T), unsigned(nh + 2 * nkv)), threads, 0, st>>>(
-        q, k, v, q_norm, k_norm, slots, positions, inv_freq, nh, nkv, hd, eps,
+    return launch_pdl(
+        rope_and_cache_kernel<KV>, dim3(unsigned(T), unsigned(nh + 2 * nkv)), dim3(threads), 0, st, q, k, v,
+        q_norm, k_norm, slots, positions, inv_freq, nh, nkv, hd, eps,
         static_cast<typename KV::storage*>(kv.k), static_cast<typename KV::storage*>(kv.v),
         kv_pages{kv.tables, kv.max_blocks, layer * kv.n_blocks << kv.block_shift, int(kv.block_shift)});
-    return cudaGetLastError();
 }
 
 }  // namespace
@@ -103,8 +108,7 @@ cudaError_t cuda_rms_norm(const float* x, const float* w, int64_t rows, int64_t 
                           cudaStream_t st) {
     if (rows < 0 || cols <= 0 || rows > INT32_MAX) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
-    rms_norm_kernel<<<unsigned(rows), 256, 0, st>>>(x, w, cols, eps, out);
-    return cudaGetLastError();
+    return launch_pdl(rms_norm_kernel, dim3(unsigned(rows)), dim3(256), 0, st, x, w, cols, eps, out);
 }
 
 int cuda_kv_type_bytes(cuda_kv_type t) {
