@@ -1,7 +1,8 @@
 // nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]
 //              [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]
 //              [--kv-cache-dtype auto|f32|bf16|fp8] [--block-size N] [--gpu-memory-utilization F]
-//              [--num-gpu-blocks-override N] [--eager] [--reasoning-parser qwen3]
+//              [--num-gpu-blocks-override N] [--[no-]enable-prefix-caching] [--eager] [--reasoning-parser
+//              qwen3]
 // An OpenAI-compatible server (vLLM's flag names) with continuous batching over a paged KV cache with
 // prefix caching; the GPU when there is one, else the CPU.
 // SIGINT / SIGTERM stop it (api_server::stop): new requests get 503, running and queued ones end at
@@ -26,7 +27,8 @@ const char* k_usage =
     "nibble serve [MODEL] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-model-len N]\n"
     "             [--max-num-seqs N] [--max-num-batched-tokens N] [--api-key KEY] [--device cpu|cuda]\n"
     "             [--kv-cache-dtype auto|f32|bf16|fp8] [--block-size N] [--gpu-memory-utilization F]\n"
-    "             [--num-gpu-blocks-override N] [--eager] [--reasoning-parser qwen3]";
+    "             [--num-gpu-blocks-override N] [--[no-]enable-prefix-caching] [--eager]\n"
+    "             [--reasoning-parser qwen3]";
 
 }  // namespace
 
@@ -36,7 +38,7 @@ int cmd_serve(command_args args) {
         {"--model", "--host", "--port", "--served-model-name", "--max-model-len", "--max-num-seqs",
          "--max-num-batched-tokens", "--api-key", "--device", "--kv-cache-dtype", "--reasoning-parser",
          "--block-size", "--gpu-memory-utilization", "--num-gpu-blocks-override"},
-        {"--eager", "--help"});
+        {"--eager", "--help", "--enable-prefix-caching", "--no-enable-prefix-caching"});
     if (a.has("--help")) {
         std::printf("usage: %s\n", k_usage);
         return 0;
@@ -110,6 +112,9 @@ int cmd_serve(command_args args) {
 
     engine_options eo;
     eo.max_num_batched_tokens = int32_t(n_batched);
+    if (a.has("--enable-prefix-caching") && a.has("--no-enable-prefix-caching"))
+        fail("--enable-prefix-caching and --no-enable-prefix-caching contradict each other");
+    eo.prefix_caching = !a.has("--no-enable-prefix-caching");
     engine eng(runner, eo);
     server_options so;
     so.host = a.get_or("--host", "127.0.0.1");

@@ -30,8 +30,8 @@ uint64_t block_hash_fnv1a(uint64_t parent, std::span<const int32_t> tokens) {
     return h;
 }
 
-block_manager::block_manager(int32_t n_blocks, int32_t block_size, block_hash_fn hash)
-    : block_size_(block_size), hash_(std::move(hash)) {
+block_manager::block_manager(int32_t n_blocks, int32_t block_size, block_hash_fn hash, bool caching)
+    : block_size_(block_size), caching_(caching), hash_(std::move(hash)) {
     if (n_blocks < 1 || block_size < 1)
         fail("block_manager: needs n_blocks >= 1 and block_size >= 1, got {} blocks of {} tokens", n_blocks,
              block_size);
@@ -60,7 +60,7 @@ const block_manager::sequence& block_manager::find(int64_t seq_id, const char* w
 
 std::vector<int32_t> block_manager::match_prefix(std::span<const int32_t> tokens) const {
     std::vector<int32_t> hits;
-    if (tokens.empty()) return hits;
+    if (tokens.empty() || !caching_) return hits;
     size_t n_full = (tokens.size() - 1) / size_t(block_size_);
     uint64_t parent_hash = 0;
     int32_t parent = -1;
@@ -168,7 +168,7 @@ void block_manager::mark_computed(int64_t seq_id, int32_t n_computed) {
         fail("block_manager: sequence {} marked {} tokens computed, expected {} to {}", seq_id, n_computed,
              s.n_computed, s.tokens.size());
     s.n_computed = n_computed;
-    cache_full_blocks(s);
+    if (caching_) cache_full_blocks(s);
 }
 
 void block_manager::cache_full_blocks(sequence& s) {

@@ -68,8 +68,10 @@ struct prefix_cache_stats {
 class block_manager {
   public:
     // n_blocks >= 1 blocks of block_size >= 1 tokens; hash defaults to block_hash_fnv1a (tests
-    // inject colliding ones).
-    block_manager(int32_t n_blocks, int32_t block_size, block_hash_fn hash = block_hash_fnv1a);
+    // inject colliding ones). caching = false turns the prefix cache off (no hits, nothing cached:
+    // vLLM's --no-enable-prefix-caching).
+    block_manager(int32_t n_blocks, int32_t block_size, block_hash_fn hash = block_hash_fnv1a,
+                  bool caching = true);
 
     // Whether n_tokens tokens fit in free blocks without any prefix hit.
     bool can_allocate(int32_t n_tokens) const;
@@ -135,6 +137,7 @@ class block_manager {
     std::span<const int32_t> cached_ids(int32_t b) const;
 
     int32_t block_size_;
+    bool caching_;
     block_hash_fn hash_;
     std::vector<block> blocks_;
     std::vector<int32_t> cached_ids_;

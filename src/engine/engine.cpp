@@ -42,6 +42,7 @@ engine::engine(model_runner& runner, const engine_options& opt) : runner_(runner
     so.n_blocks = runner.n_blocks();
     so.block_size = runner.block_size();
     so.max_ctx = runner.max_ctx();
+    so.prefix_caching = opt.prefix_caching;
     sched_ = std::make_unique<scheduler>(so);
     stats_.n_slots = runner.n_slots();
     stats_.n_blocks = runner.n_blocks();

@@ -61,6 +61,7 @@ struct gen_request {
 
 struct engine_options {
     int32_t max_num_batched_tokens = 256;  // must not exceed the runner's max_step
+    bool prefix_caching = true;            // automatic prefix caching of full KV blocks
 };
 
 // Counters for /metrics (a consistent snapshot).

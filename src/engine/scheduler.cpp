@@ -41,7 +41,9 @@ const scheduler_options& checked(const scheduler_options& o) {
 }  // namespace
 
 scheduler::scheduler(const scheduler_options& opt)
-    : opt_(checked(opt)), slots_(opt.n_slots), blocks_(opt.n_blocks, opt.block_size) {}
+    : opt_(checked(opt)),
+      slots_(opt.n_slots),
+      blocks_(opt.n_blocks, opt.block_size, block_hash_fnv1a, opt.prefix_caching) {}
 
 void scheduler::add(int64_t id, std::span<const int32_t> prompt) {
     if (prompt.empty()) fail("sequence {} has an empty prompt", id);

@@ -70,6 +70,7 @@ struct scheduler_options {
     int32_t n_blocks = 1024;           // KV blocks in the pool
     int32_t block_size = 16;           // positions per block
     int32_t max_ctx = 4096;            // positions per sequence: the pool must hold one such sequence
+    bool prefix_caching = true;  // --enable-prefix-caching (vLLM's default) / --no-enable-prefix-caching
 };
 
 class scheduler {

@@ -504,3 +504,19 @@ TEST(block_manager, randomized_stress_with_colliding_hashes) {
         stress(m, seed);
     }
 }
+
+// With the prefix cache off (--no-enable-prefix-caching) an equal prompt never hits and no block is cached;
+// freed blocks return to the fresh pool.
+TEST(block_manager, caching_off_never_hits) {
+    block_manager bm(8, 4, block_hash_fnv1a, false);
+    const std::vector<int32_t> p = iota_ids(10);
+    EXPECT_EQ(bm.allocate(1, p), 0);
+    bm.mark_computed(1, 10);
+    EXPECT_EQ(bm.n_cached_blocks(), 0);
+    EXPECT_EQ(bm.allocate(2, p), 0);
+    EXPECT_EQ(bm.stats().n_hit, 0);
+    bm.free(1);
+    bm.free(2);
+    EXPECT_EQ(bm.n_free_blocks(), 8);
+    bm.check_invariants();
+}

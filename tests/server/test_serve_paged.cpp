@@ -73,6 +73,16 @@ TEST(serve_paged, prefix_cache_hits_keep_greedy_output) {
     EXPECT_EQ(text_of(complete(cold_srv.port(), p2, 8)), mixed);
 }
 
+TEST(serve_paged, no_enable_prefix_caching_turns_the_cache_off) {
+    test::serve_process srv("--device cpu --max-num-seqs 2 --max-model-len 1024 --no-enable-prefix-caching");
+    ASSERT_TRUE(srv.ok()) << srv.log();
+    const std::string p = long_prompt();
+    const std::string cold = text_of(complete(srv.port(), p, 8));
+    EXPECT_EQ(text_of(complete(srv.port(), p, 8)), cold);
+    EXPECT_EQ(metric(srv.port(), "vllm:prefix_cache_hits_total"), 0.0);
+    EXPECT_GT(metric(srv.port(), "vllm:prefix_cache_queries_total"), 0.0);
+}
+
 TEST(serve_paged, preemption_recomputes_without_changing_outputs) {
     // 4 sequences of ~40 prompt + 48 generated tokens over 12 blocks of 16 positions (192): they cannot all
     // hold their blocks at once, so the latest are preempted and recomputed.
