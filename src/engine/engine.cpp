@@ -153,10 +153,13 @@ void engine::run_step() {
         ev.text = it->second->stop.flush();
         ev.n_prompt = int64_t(it->second->req.prompt.size());
         ev.n_generated = it->second->stop.n_generated();
+        {
+            std::lock_guard lk(mu_);
+            ++stats_.n_aborted;
+            stats_.n_running = sched_->n_running();
+        }
         it->second->req.on_event(ev);
         seqs_.erase(it);
-        std::lock_guard lk(mu_);
-        ++stats_.n_aborted;
     }
     if (plan.items.empty()) return;
 
@@ -247,12 +250,14 @@ void engine::run_step() {
             ev.finish = res.finish;
             ev.stop_string = res.stop_string;
             ev.stop_token = res.stop_token;
+            sched_->finish(it.id);
             {  // counted before the client hears of it, so that /metrics read after the answer includes it
                 std::lock_guard lk(mu_);
                 ++(res.finish == finish_reason_stop ? stats_.n_finished_stop : stats_.n_finished_length);
+                stats_.n_running = sched_->n_running();
+                stats_.kv_usage = sched_->blocks().usage();
             }
             s.req.on_event(ev);
-            sched_->finish(it.id);
             seqs_.erase(it.id);
         } else {
             ev.text = std::move(res.text);
