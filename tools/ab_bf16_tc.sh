@@ -1,4 +1,7 @@
-# A/B on the device: BF16 decode batches on tensor cores (default) vs the CUDA-core GEMV.
+#!/bin/bash
+# Runs on the GPU machine over a build packed by tools/device_pack.sh: the CUDA backend op tests, then `nibble
+# bench` on synthetic Qwen3-8B checkpoints with BF16 decode batches on tensor cores (default, from 3 rows) and
+# on the CUDA-core GEMV (NIBBLE_BF16_TC_MIN_ROWS=17), in one run.
 set -u
 OUT=${OUT:-/tmp/gpu-out}
 GTEST_FILTER='cuda_backend.*:CudaSampling.*' bash tools/gpu_check.sh tests 2>&1 | tail -5

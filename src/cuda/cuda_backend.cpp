@@ -103,6 +103,9 @@ void cuda_backend::begin_step(const step_tokens& s, std::span<const int32_t> log
     const size_t T = s.ids.size(), R = logit_rows.size(), need = 3 * T + R;
     if (s.slots.size() != T || s.positions.size() != T)
         fail("step of {} ids with {} slots and {} positions", T, s.slots.size(), s.positions.size());
+    // Once per step, here: a replayed step issues no op, so nothing else would see a position outside its
+    // block table before the kernels read the table's entry for it.
+    check_tokens(s);
     NIBBLE_CUDA_CHECK(cudaEventSynchronize(step_copied_));  // the pinned buffer's last copy is done
     if (need > step_cap_) {
         NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));
