@@ -129,6 +129,13 @@ cudaError_t cuda_scale_to_bf16(const float* x, int64_t n, float mul, void* out, 
 // x / s is the E4M3 code up to three float32 roundings, and codes have 4 significant bits.
 cudaError_t cuda_row_normalize_bf16(const float* x, int64_t rows, int64_t k, float target, void* out,
                                     float* row_scale, cudaStream_t st);
+// Per row r of x [rows, k]: 2^e with the row's amax · 2^-e in [2^14, 2^15) (e = 0 for an all-zero row,
+// e >= -100),
+// out[r, :] = fp16(x_r · 2^-e) as f16 bits, row_scale[r] = 2^e. FP16 keeps 11 significant bits: |x - out ·
+// 2^e| <= 2^-11 |x| (values below 2^-24 of the row's amax lose more, as FP16 subnormals). k % 4 == 0, x
+// 16-byte aligned.
+cudaError_t cuda_row_scale_f16(const float* x, int64_t rows, int64_t k, void* out, float* row_scale,
+                               cudaStream_t st);
 // FP8 128x128 block scales applied on the activation side, for `groups` consecutive 128-row weight blocks:
 // v = x[r, j] · scales[g · scale_stride + j / 128] (float32), hi = bf16(v), lo = bf16(v - hi), written as
 // out[g] = [hi rows; lo rows], bf16 [groups][2 · rows][k] (|v - hi - lo| <= 2^-17 |v|).

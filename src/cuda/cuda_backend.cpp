@@ -67,6 +67,8 @@ cuda_backend::cuda_backend(int device) : device_(device) {
     mma_off_ = lin && std::string(lin) == "stream";
     if (lin && std::string(lin) == "mma") mma_min_rows_ = 1;
     if (const char* r = std::getenv("NIBBLE_BF16_TC_MIN_ROWS")) bf16_tc_min_rows_ = std::max(1, std::atoi(r));
+    const char* f16 = std::getenv("NIBBLE_PREFILL_F16");
+    f16_prefill_ = !(f16 && f16[0] == '0');
 }
 
 cuda_backend::~cuda_backend() {
@@ -633,6 +635,7 @@ enum tc_input_kind {
     tc_input_split,   // hi + lo = xa to 2^-17 (cuda_split_bf16): two GEMM rows per row, any activations
     tc_input_scaled,  // bf16(xa · mul) = xa · mul exactly (cuda_scale_to_bf16); the product × scale
     tc_input_rows,    // bf16(xa / s_r) exactly (cuda_row_normalize_bf16); the product × s_r per row
+    tc_input_f16,  // fp16(xa · 2^-e_r) (cuda_row_scale_f16, 2^-11 relative) against FP16 weights; × 2^e_r
 };
 struct tc_input {
     tc_input_kind kind = tc_input_split;
@@ -646,7 +649,12 @@ bool moderate_scale(float s) {
     return std::isfinite(s) && std::fabs(s) >= 0x1p-100f && std::fabs(s) <= 0x1p100f;
 }
 
-tc_input tc_input_for(const linear_weight& w) {
+// f16: weight-only NVFP4 and FP8 (tensor / channel scales) take FP16 activations (their decoded weights are
+// exact in FP16) instead of the hi + lo split, one GEMM row per row.
+tc_input tc_input_for(const linear_weight& w, bool f16) {
+    const bool f16_weight = w.format == weight_format_nvfp4 ||
+                            (w.format == weight_format_fp8 && w.fp8_gran != fp8_granularity_block);
+    if (f16 && w.act == act_format_none && f16_weight && w.k % 4 == 0) return {tc_input_f16, 1.0f, 1.0};
     switch (w.act) {
         case act_format_nvfp4:  // e2m1 × fl(e4m3 / g): times g, an e2m1 × e4m3 product
             if (moderate_scale(w.input_global_scale))
@@ -664,42 +672,53 @@ tc_input tc_input_for(const linear_weight& w) {
     return {};
 }
 
-// C[b] = alpha · B[b] · A[b]ᵀ for b < batch, row-major: A bf16 [m, k], B bf16 [cols, k], C float32
-// [cols, m] with row stride ldc (cuBLAS's column-major C (m × cols) = Aᵀ-view · B-view), FP32 accumulation.
+// C[b] = alpha · B[b] · A[b]ᵀ for b < batch, row-major: A [m, k], B [cols, k] both BF16 (or both FP16, ty),
+// C float32 [cols, m] with row stride ldc (cuBLAS's column-major C (m × cols) = Aᵀ-view · B-view), FP32
+// accumulation.
+void gemm_16(cublasHandle_t h, cudaDataType ty, const linear_weight& w, int64_t m, int64_t cols, int64_t k,
+             float alpha, const uint16_t* a, int64_t stride_a, const uint16_t* b, int64_t stride_b, float* c,
+             int64_t ldc, int64_t stride_c, int64_t batch) {
+    const float zero = 0.0f;
+    const cublasStatus_t st =
+        batch == 1 ? cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(cols), int(k), &alpha, a, ty,
+                                  int(k), b, ty, int(k), &zero, c, CUDA_R_32F, int(ldc), CUBLAS_COMPUTE_32F,
+                                  CUBLAS_GEMM_DEFAULT)
+                   : cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(cols), int(k),
+                                                &alpha, a, ty, int(k), stride_a, b, ty, int(k), stride_b,
+                                                &zero, c, CUDA_R_32F, int(ldc), stride_c, int(batch),
+                                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        fail("{}: cuBLAS {} GEMM failed ({} x {} x {}, batch {}): status {}", w.name,
+             ty == CUDA_R_16F ? "FP16" : "BF16", cols, m, k, batch, int(st));
+}
 void gemm_bf16(cublasHandle_t h, const linear_weight& w, int64_t m, int64_t cols, int64_t k, float alpha,
                const uint16_t* a, int64_t stride_a, const uint16_t* b, int64_t stride_b, float* c,
                int64_t ldc, int64_t stride_c, int64_t batch) {
-    const float zero = 0.0f;
-    const cublasStatus_t st =
-        batch == 1 ? cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(cols), int(k), &alpha, a,
-                                  CUDA_R_16BF, int(k), b, CUDA_R_16BF, int(k), &zero, c, CUDA_R_32F, int(ldc),
-                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)
-                   : cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(cols), int(k),
-                                                &alpha, a, CUDA_R_16BF, int(k), stride_a, b, CUDA_R_16BF,
-                                                int(k), stride_b, &zero, c, CUDA_R_32F, int(ldc), stride_c,
-                                                int(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (st != CUBLAS_STATUS_SUCCESS)
-        fail("{}: cuBLAS BF16 GEMM failed ({} x {} x {}, batch {}): status {}", w.name, cols, m, k, batch,
-             int(st));
+    gemm_16(h, CUDA_R_16BF, w, m, cols, k, alpha, a, stride_a, b, stride_b, c, ldc, stride_c, batch);
 }
 
 }  // namespace
 
-const void* cuda_backend::bf16_weight(const linear_weight& w, uint16_t* dst) {
+const void* cuda_backend::bf16_weight(const linear_weight& w, uint16_t* dst, bool f16) {
     const auto* q = static_cast<const uint8_t*>(raw(w.weight));
+    if (f16 && w.format != weight_format_nvfp4 && w.format != weight_format_fp8)
+        fail("{}: weight format {} has no FP16 decode", w.name, weight_format_name(w.format));
     switch (w.format) {
         case weight_format_dense:
             return q;
-        case weight_format_nvfp4:
-            NIBBLE_CUDA_CHECK(cuda_nvfp4_dequantize_bf16(q, static_cast<const uint8_t*>(raw(w.block_scale)),
-                                                         w.n, w.k, 1.0f, false, dst, stream_));
+        case weight_format_nvfp4: {
+            const auto* sc = static_cast<const uint8_t*>(raw(w.block_scale));
+            NIBBLE_CUDA_CHECK(f16 ? cuda_nvfp4_dequantize_f16(q, sc, w.n, w.k, 1.0f, false, dst, stream_)
+                                  : cuda_nvfp4_dequantize_bf16(q, sc, w.n, w.k, 1.0f, false, dst, stream_));
             return dst;
+        }
         case weight_format_mxfp4:
             NIBBLE_CUDA_CHECK(cuda_mxfp4_dequantize_bf16(q, static_cast<const uint8_t*>(raw(w.block_scale)),
                                                          w.n, w.k, dst, stream_));
             return dst;
         case weight_format_fp8:
-            NIBBLE_CUDA_CHECK(cuda_fp8_dequantize_bf16(q, w.n * w.k, dst, stream_));
+            NIBBLE_CUDA_CHECK(f16 ? cuda_fp8_dequantize_f16(q, w.n * w.k, dst, stream_)
+                                  : cuda_fp8_dequantize_bf16(q, w.n * w.k, dst, stream_));
             return dst;
     }
     fail("{}: weight format {} has no BF16 decode", w.name, weight_format_name(w.format));
@@ -724,7 +743,8 @@ void cuda_backend::linear_tensor_core(const float* xa, int64_t rows, const linea
     if (n > INT32_MAX || k > INT32_MAX || rows > INT32_MAX / 2)
         fail("{}: {} x {} x {} exceeds the BF16 GEMMs' int sizes", w.name, rows, n, k);
     const bool blocks = w.format == weight_format_fp8 && w.fp8_gran == fp8_granularity_block;
-    const tc_input in = blocks ? tc_input{} : tc_input_for(w);
+    const tc_input in = blocks ? tc_input{} : tc_input_for(w, f16_prefill_);
+    const bool f16 = in.kind == tc_input_f16;
     const int parts = in.kind == tc_input_split ? 2 : 1;
     double w_mul = 1.0;
     const float* col_scale = nullptr;
@@ -746,7 +766,7 @@ void cuda_backend::linear_tensor_core(const float* xa, int64_t rows, const linea
     const size_t y_bytes = direct ? 0 : size_t(chunk * row_bytes);
     auto* s1 =
         w_bytes + y_bytes ? reinterpret_cast<uint8_t*>(scratch(1, (w_bytes + y_bytes + 3) / 4)) : nullptr;
-    const auto* wb = static_cast<const uint16_t*>(bf16_weight(w, reinterpret_cast<uint16_t*>(s1)));
+    const auto* wb = static_cast<const uint16_t*>(bf16_weight(w, reinterpret_cast<uint16_t*>(s1), f16));
     float* y = reinterpret_cast<float*>(s1 + w_bytes);
 
     if (direct) {
@@ -754,13 +774,14 @@ void cuda_backend::linear_tensor_core(const float* xa, int64_t rows, const linea
         auto* s6 = reinterpret_cast<uint8_t*>(scratch(6, (x_bytes + size_t(rows) * sizeof(float) + 3) / 4));
         const auto* xb = reinterpret_cast<const uint16_t*>(s6);
         float* row_scale = nullptr;
-        if (in.kind == tc_input_rows) {
+        if (in.kind == tc_input_rows || f16) {
             row_scale = reinterpret_cast<float*>(s6 + x_bytes);
-            NIBBLE_CUDA_CHECK(cuda_row_normalize_bf16(xa, rows, k, e4m3_max, s6, row_scale, stream_));
+            NIBBLE_CUDA_CHECK(f16 ? cuda_row_scale_f16(xa, rows, k, s6, row_scale, stream_)
+                                  : cuda_row_normalize_bf16(xa, rows, k, e4m3_max, s6, row_scale, stream_));
         } else {
             NIBBLE_CUDA_CHECK(cuda_scale_to_bf16(xa, rows * k, in.mul, s6, stream_));
         }
-        gemm_bf16(cublas_tc_, w, n, rows, k, alpha, wb, 0, xb, 0, out, n, 0, 1);
+        gemm_16(cublas_tc_, f16 ? CUDA_R_16F : CUDA_R_16BF, w, n, rows, k, alpha, wb, 0, xb, 0, out, n, 0, 1);
         if (row_scale || col_scale || bias)
             NIBBLE_CUDA_CHECK(
                 cuda_linear_epilogue(out, 1, rows, n, n, row_scale, col_scale, bias, out, stream_));

@@ -109,6 +109,9 @@ class cuda_backend : public backend {
     // Scratch bytes above which it cuts its work: GEMM outputs into row chunks (of at least 128 rows), FP8
     // block-scaled activations into groups of 128-row weight blocks. Default 512 MiB; tests make it small.
     void set_linear_scratch_limit(size_t bytes) { tc_scratch_limit_ = bytes; }
+    // Weight-only NVFP4 / FP8 (tensor, channel) layers on FP16 operands (default) or the exact-ish BF16
+    // split.
+    void set_f16_prefill(bool on) { f16_prefill_ = on; }
 
   private:
     // --- Tensor-core linear (linear_tensor_core in cuda_backend.cpp)
@@ -116,8 +119,12 @@ class cuda_backend : public backend {
     void linear_tensor_core(const float* xa, int64_t rows, const linear_weight& w, const float* bias,
                             float* out);
     // The weight as exact BF16 values [n, k] for the GEMMs: the stored view (dense BF16), else decoded
-    // into dst (n·k elements): NVFP4 e2m1 × e4m3 (global left out), MXFP4 as is, FP8 codes (scales left out).
-    const void* bf16_weight(const linear_weight& w, uint16_t* dst);
+    // into dst (n·k elements): NVFP4 e2m1 × e4m3 (global left out), MXFP4 as is, FP8 codes (scales left out);
+    // f16: as exact FP16 values instead (NVFP4 and FP8 only).
+    const void* bf16_weight(const linear_weight& w, uint16_t* dst, bool f16 = false);
+    // Weight-only NVFP4 / FP8 (tensor, channel) prefill on FP16 operands (tc_input_f16); NIBBLE_PREFILL_F16=0
+    // or set_f16_prefill(false): the BF16 hi + lo split instead (A/B runs, tests).
+    bool f16_prefill_ = true;
     size_t tc_scratch_limit_ = size_t(512) << 20;
     // --- end of the tensor-core linear
 

@@ -2,6 +2,7 @@
 // core/quant.cpp and cpu_quantize_activations; the BF16 operands and the epilogue of the tensor-core
 // linear. The GEMMs are in cuda_backend.cpp.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
@@ -148,6 +149,32 @@ __global__ void row_normalize_bf16_kernel(const float* x, int64_t k, float targe
     if (threadIdx.x == 0) row_scale[blockIdx.x] = s;
 }
 
+// One block per row: the row's absolute max, then x · 2^-e rounded once to FP16 (8 values per 16-byte store).
+__global__ void row_scale_f16_kernel(const float* x, int64_t k, __half* out, float* row_scale) {
+    __shared__ float part[32];
+    const float* xr = x + blockIdx.x * k;
+    float a = 0;
+    for (int64_t j = threadIdx.x * 4; j < k; j += blockDim.x * 4) {
+        const float4 v = *reinterpret_cast<const float4*>(xr + j);
+        a = fmaxf(a, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    }
+    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = a;
+    __syncthreads();
+    a = part[0];
+    for (int i = 1; i < int(blockDim.x >> 5); ++i) a = fmaxf(a, part[i]);
+    // A finite amax goes to [2^14, 2^15) (e <= 113); e >= -100 keeps 2^-e finite for rows of tiny values.
+    const int e = a > 0 && a <= 3.4e38f ? max(ilogbf(a) - 14, -100) : 0;
+    const float inv = ldexpf(1.0f, -e);
+    __half* orow = out + blockIdx.x * k;
+    for (int64_t j = threadIdx.x * 4; j < k; j += blockDim.x * 4) {
+        const float4 v = *reinterpret_cast<const float4*>(xr + j);
+        __half2 h[2] = {__floats2half2_rn(v.x * inv, v.y * inv), __floats2half2_rn(v.z * inv, v.w * inv)};
+        *reinterpret_cast<uint2*>(orow + j) = *reinterpret_cast<const uint2*>(h);
+    }
+    if (threadIdx.x == 0) row_scale[blockIdx.x] = ldexpf(1.0f, e);
+}
+
 __global__ void split_bf16_block_scaled_kernel(const float* x, int64_t rows, int64_t k, const float* scales,
                                                int64_t scale_stride, int64_t groups, __nv_bfloat16* out) {
     const int64_t per_group = rows * k;
@@ -219,6 +246,15 @@ cudaError_t cuda_row_normalize_bf16(const float* x, int64_t rows, int64_t k, flo
     if (rows == 0) return cudaSuccess;
     row_normalize_bf16_kernel<<<unsigned(rows), k_threads, 0, st>>>(
         x, k, target, static_cast<__nv_bfloat16*>(out), row_scale);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_row_scale_f16(const float* x, int64_t rows, int64_t k, void* out, float* row_scale,
+                               cudaStream_t st) {
+    if (rows < 0 || k <= 0 || k % 4 || rows > INT32_MAX || reinterpret_cast<uintptr_t>(x) % 16)
+        return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    row_scale_f16_kernel<<<unsigned(rows), k_threads, 0, st>>>(x, k, static_cast<__half*>(out), row_scale);
     return cudaGetLastError();
 }
 

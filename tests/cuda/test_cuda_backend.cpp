@@ -164,7 +164,12 @@ void check_linear(const test_linear& t, int64_t rows, uint32_t seed, const char*
     float* yd = gpu.alloc(size_t(rows * n));
     gpu.linear(xd, rows, t.w, yd);
     std::vector<float> got = host(gpu, yd, size_t(rows * n));
-    // Bound: Σ|x_j w_j| per output, on the activations the layer actually multiplies.
+    // Bound: Σ|x_j w_j| per output, on the activations the layer actually multiplies; times 1e-5, or 5e-4
+    // where rows > 16 of a weight-only NVFP4 / FP8 (tensor, channel) layer take FP16 activations (2^-11).
+    const bool f16 = rows > 16 && t.w.act == act_format_none &&
+                     (t.w.format == weight_format_nvfp4 ||
+                      (t.w.format == weight_format_fp8 && t.w.fp8_gran != fp8_granularity_block));
+    const double rel = f16 ? 5e-4 : 1e-5;
     std::vector<float> xq(x.size()), row(static_cast<size_t>(k));
     cpu_quantize_activations(t.w, x.data(), rows, xq.data());
     int bad = 0;
@@ -176,7 +181,7 @@ void check_linear(const test_linear& t, int64_t rows, uint32_t seed, const char*
             for (int64_t j = 0; j < k; ++j) s += std::fabs(double(xq[size_t(i * k + j)]) * row[size_t(j)]);
             const double d = std::fabs(double(got[size_t(i * n + r)]) - want[size_t(i * n + r)]);
             worst = std::max(worst, d / (s + 1e-30));
-            if (d > 1e-5 * s + 1e-6) ++bad;
+            if (d > rel * s + 1e-6) ++bad;
         }
     }
     EXPECT_EQ(bad, 0) << what << " rows " << rows << ": worst relative error " << worst;
@@ -418,9 +423,9 @@ TEST(cuda_backend, linear_every_format) {
         }
 }
 
-// One launch for q/k/v and for gate/up + SiLU (cuda_linear_stream_parts / _swiglu) against the CPU's
-// separate ops. Bounds: per output 1e-5 · Σ|x w| + 1e-6 (as linear); SwiGLU: 1e-5 · (Σ|x w_g| · |u| · 1.1 +
-// |silu(g)| · Σ|x w_u|) + 1e-6 (|silu'| <= 1.1).
+// One launch for q/k/v and for gate/up + SiLU (cuda_linear_stream_parts / _swiglu; rows > 16: the separate
+// tensor-core GEMMs) against the CPU's separate ops. Bounds: per output 1e-5 · Σ|x w| + 1e-6 (as linear);
+// SwiGLU: 1e-5 · (Σ|x w_g| · |u| · 1.1 + |silu(g)| · Σ|x w_u|) + 1e-6 (|silu'| <= 1.1).
 TEST(cuda_backend, fused_qkv_and_swiglu) {
     REQUIRE_GPU();
     uint32_t seed = 900;
@@ -439,7 +444,11 @@ TEST(cuda_backend, fused_qkv_and_swiglu) {
         {weight_format_dense, act_format_none, fp8_granularity_tensor, dtype_bf16, "bf16"}};
     const int64_t k = 512;
     for (const scheme& sc : schemes)
-        for (int64_t rows : {1, 3, 16}) {
+        for (int64_t rows : {1, 3, 16, 17, 150}) {
+            // Rows > 16 over NVFP4 weight-only: the tensor-core GEMM on FP16 activations (2^-11 relative,
+            // cuda_row_scale_f16); every other case here keeps 1e-5.
+            const double rel =
+                rows > 16 && sc.f == weight_format_nvfp4 && sc.act == act_format_none ? 5e-4 : 1e-5;
             auto mk = [&](int64_t n) {
                 return make_linear(sc.f, sc.act, n, k, seed++, nvfp4_convention_ct, sc.gran, sc.dense);
             };
@@ -482,7 +491,7 @@ TEST(cuda_backend, fused_qkv_and_swiglu) {
                 std::vector<double> s = sums(*qkv[i]);
                 int bad = 0;
                 for (size_t j = 0; j < got.size(); ++j)
-                    if (std::fabs(double(got[j]) - want[size_t(i)][j]) > 1e-5 * s[j] + 1e-6) ++bad;
+                    if (std::fabs(double(got[j]) - want[size_t(i)][j]) > rel * s[j] + 1e-6) ++bad;
                 EXPECT_EQ(bad, 0) << sc.name << " qkv part " << i << " rows " << rows;
             }
             const size_t ng = size_t(rows * 136);
@@ -498,7 +507,7 @@ TEST(cuda_backend, fused_qkv_and_swiglu) {
             int bad = 0;
             for (size_t j = 0; j < ng; ++j) {
                 const double silu = gl[j] / (1.0 + std::exp(-double(gl[j])));
-                const double bound = 1e-5 * (sg[j] * std::fabs(ul[j]) * 1.1 + std::fabs(silu) * su[j]) + 1e-6;
+                const double bound = rel * (sg[j] * std::fabs(ul[j]) * 1.1 + std::fabs(silu) * su[j]) + 1e-6;
                 if (std::fabs(double(got[j]) - wg[j]) > bound) ++bad;
             }
             EXPECT_EQ(bad, 0) << sc.name << " swiglu rows " << rows;
@@ -599,14 +608,18 @@ TEST_P(cuda_end_to_end, matches_cpu_backend) {
     // BF16 KV: a K or V value that float32 noise puts on the other side of a BF16 rounding boundary is
     // stored 2^-9 away (seen: max 0.013, mean 0.0028 over the bundled models, H200).
     const bool kv16 = GetParam().kv == kv_cache_bf16;
+    // Weight-only NVFP4: prompts over 16 tokens run the tensor-core GEMM on FP16 activations (2^-11
+    // relative, cuda_row_scale_f16; seen: max 0.0059, mean 0.0013 with F32 KV, H200) — the order of BF16 KV.
+    const bool fp16_prefill = em == "nvfp4-w4a16";
+    const bool loose = kv16 || fp16_prefill;
     const double max_bound = act_quant ? 1.0
-                             : kv16    ? 3e-2
+                             : loose   ? 3e-2
                                        : 2e-3,
                  mean_bound = act_quant ? 0.25
-                              : kv16    ? 5e-3
+                              : loose   ? 5e-3
                                         : 2e-3,
                  tie = act_quant ? 1.0
-                       : kv16    ? 3e-2
+                       : loose   ? 3e-2
                                  : 1e-3;
     runner_options opt;
     opt.max_ctx = 512;

@@ -97,6 +97,50 @@ TEST(cuda_dequant, mxfp4_bf16_every_scale_byte) {
     }
 }
 
+// FP16 output with global 1 (how the prefill GEMM decodes): every value e2m1 × e4m3 exactly.
+TEST(cuda_dequant, nvfp4_f16_global_one_exact) {
+    REQUIRE_GPU();
+    std::mt19937 rng(23);
+    for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 16}, {37, 208}, {128, 4096}}) {
+        std::vector<uint8_t> packed(size_t(n * k / 2)), scales(size_t(n * k / 16));
+        for (auto& b : packed) b = uint8_t(rng());
+        for (size_t i = 0; i < scales.size(); ++i) scales[i] = uint8_t(i < 127 ? i : rng() % 0x7F);
+        std::vector<float> ref(size_t(n * k));
+        nvfp4_dequantize(packed.data(), scales.data(), n, k, 1.0f, nvfp4_convention_ct, ref.data());
+        device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
+        device_buffer<uint16_t> dout(size_t(n * k));
+        NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+        NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
+        NIBBLE_CUDA_CHECK(cuda_nvfp4_dequantize_f16(dp.p, ds.p, n, k, 1.0f, true, dout.p, nullptr));
+        std::vector<uint16_t> got(size_t(n * k));
+        NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < got.size(); ++i)
+            ASSERT_EQ(f16_to_float(got[i]), ref[i]) << "n=" << n << " k=" << k << " element " << i;
+    }
+}
+
+// Every E4M3 code as FP16: exact, NaN for 0x7F / 0xFF.
+TEST(cuda_dequant, fp8_f16_every_code_exact) {
+    REQUIRE_GPU();
+    for (int64_t n : {17, 256 + 3}) {
+        std::vector<uint8_t> q(static_cast<size_t>(n));
+        for (size_t i = 0; i < q.size(); ++i) q[i] = uint8_t(i);
+        device_buffer<uint8_t> dq(q.size());
+        device_buffer<uint16_t> dout(q.size());
+        NIBBLE_CUDA_CHECK(cudaMemcpy(dq.p, q.data(), q.size(), cudaMemcpyHostToDevice));
+        NIBBLE_CUDA_CHECK(cuda_fp8_dequantize_f16(dq.p, n, dout.p, nullptr));
+        std::vector<uint16_t> got(q.size());
+        NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < got.size(); ++i) {
+            const float want = e4m3_to_float(q[i]);
+            if (std::isnan(want))
+                ASSERT_TRUE(std::isnan(f16_to_float(got[i]))) << "code " << int(q[i]);
+            else
+                ASSERT_EQ(f16_to_float(got[i]), want) << "code " << int(q[i]);
+        }
+    }
+}
+
 // Every E4M3 code, at lengths around the 16-element vector width (the scalar tail): exact values,
 // NaN for 0x7F / 0xFF.
 TEST(cuda_dequant, fp8_bf16_every_code_exact) {

@@ -113,11 +113,25 @@ test_linear make_linear(const scheme& sc, int64_t n, int64_t k, uint32_t seed) {
     return t;
 }
 
-// One linear over `rows` random rows on both backends; checks the stated bound and prints the worst ratio.
-void check(cuda_backend& gpu, test_linear& t, int64_t rows, uint32_t seed) {
+// The bound's relative term: 1e-5, or 5e-4 where the weight-only NVFP4 / FP8 (tensor or channel scales)
+// GEMM takes FP16 activations (the default for rows > 16): |x - fp16 path| <= 2^-11 |x| = 4.9e-4 |x| per
+// product, plus the 1e-5 above.
+double relative_bound(const linear_weight& w, int64_t rows, bool f16 = true) {
+    const bool f16_weight = w.format == weight_format_nvfp4 ||
+                            (w.format == weight_format_fp8 && w.fp8_gran != fp8_granularity_block);
+    return f16 && f16_weight && w.act == act_format_none && rows > 16 ? 5e-4 : 1e-5;
+}
+
+// One linear over `rows` random rows (row i times row_mul[i] where given) on both backends; checks the
+// stated bound (the FP16 or split path, as `f16`) and prints the worst ratio.
+void check(cuda_backend& gpu, test_linear& t, int64_t rows, uint32_t seed, bool f16 = true,
+           const std::vector<float>& row_mul = {}) {
     cpu_backend cpu;
     const int64_t n = t.w.n, k = t.w.k;
-    const std::vector<float> x = randn(size_t(rows * k), seed);
+    std::vector<float> x = randn(size_t(rows * k), seed);
+    for (size_t i = 0; i < row_mul.size() && int64_t(i) < rows; ++i)
+        for (int64_t j = 0; j < k; ++j) x[i * size_t(k) + size_t(j)] *= row_mul[i];
+    gpu.set_f16_prefill(f16);
     if (t.w.act == act_format_nvfp4) {
         float amax = 0;
         for (float v : x) amax = std::max(amax, std::fabs(v));
@@ -135,6 +149,7 @@ void check(cuda_backend& gpu, test_linear& t, int64_t rows, uint32_t seed) {
 
     std::vector<float> xq(x.size());
     cpu_quantize_activations(t.w, x.data(), rows, xq.data());
+    const double rel = relative_bound(t.w, rows, f16);
     int64_t bad = 0;
     double worst = 0;
 #pragma omp parallel for schedule(dynamic, 4) reduction(+ : bad) reduction(max : worst)
@@ -146,13 +161,13 @@ void check(cuda_backend& gpu, test_linear& t, int64_t rows, uint32_t seed) {
             for (int64_t j = 0; j < k; ++j) s += std::fabs(double(xq[size_t(i * k + j)]) * row[size_t(j)]);
             const double d = std::fabs(double(got[size_t(i * n + r)]) - want[size_t(i * n + r)]);
             worst = std::max(worst, d / (s + 1e-30));
-            if (!(d <= 1e-5 * s + 1e-6)) ++bad;
+            if (!(d <= rel * s + 1e-6)) ++bad;
         }
     }
     EXPECT_EQ(bad, 0) << t.w.name << " " << n << "x" << k << " rows " << rows << ": worst relative error "
                       << worst;
-    std::printf("prefill linear %-30s %4lldx%-5lld rows %3lld: worst |d| / sum|x w| = %.2g\n",
-                t.w.name.c_str(), (long long)n, (long long)k, (long long)rows, worst);
+    std::printf("prefill linear %-30s %4lldx%-5lld rows %3lld: worst |d| / sum|x w| = %.2g (bound %.0e)\n",
+                t.w.name.c_str(), (long long)n, (long long)k, (long long)rows, worst, rel);
 }
 
 const scheme k_schemes[] = {
@@ -218,4 +233,19 @@ TEST(cuda_prefill_linear, chunked_scratch) {
                 gpu.set_linear_scratch_limit(limit);
                 for (int64_t rows : sh.rows) check(gpu, t, rows, seed++);
             }
+}
+
+// Weight-only NVFP4 / FP8 on both activation paths (FP16 by default, the BF16 hi + lo split), with rows
+// whose scale is far from 1 (1e-30, 1e25: the FP16 path scales each row by a power of two first).
+TEST(cuda_prefill_linear, f16_and_split_activations) {
+    REQUIRE_GPU();
+    uint32_t seed = 9000;
+    const scheme weight_only[] = {k_schemes[2], k_schemes[3], k_schemes[7], k_schemes[11]};
+    const std::vector<float> row_mul = {1e-30f, 1e25f, 1.0f, 3.0e-5f};
+    for (const scheme& sc : weight_only) {
+        test_linear t = make_linear(sc, 300, 1024, seed++);
+        cuda_backend gpu;
+        for (bool f16 : {true, false})
+            for (int64_t rows : {17, 137}) check(gpu, t, rows, seed++, f16, row_mul);
+    }
 }
