@@ -124,6 +124,9 @@ cudaError_t cuda_fp8_static_fake_quantize(const float* x, int64_t n, float scale
 // BF16 grid: W4A4 activations times their input global (e2m1 × e4m3, 6 significant bits) and static FP8
 // activations times 1 / input_scale (an e4m3 value), while those products stay normal floats.
 cudaError_t cuda_scale_to_bf16(const float* x, int64_t n, float mul, void* out, cudaStream_t st);
+// out[i] = e4m3_sat(x[i] · mul) as E4M3 bytes (RNE) for the FP8 GEMM (fp8_gemm.h). Exact, as
+// cuda_scale_to_bf16, for static FP8 activations times 1 / input_scale: the E4M3 code itself.
+cudaError_t cuda_scale_to_e4m3(const float* x, int64_t n, float mul, void* out, cudaStream_t st);
 // Per row r of x [rows, k]: s = amax|x_r| / target (1 for an all-zero row), out[r, :] = bf16(x_r / s),
 // row_scale[r] = s. Exact for per-token FP8 activations with target 448: their largest code is ±448, so
 // x / s is the E4M3 code up to three float32 roundings, and codes have 4 significant bits.
@@ -136,6 +139,13 @@ cudaError_t cuda_row_normalize_bf16(const float* x, int64_t rows, int64_t k, flo
 // 16-byte aligned.
 cudaError_t cuda_row_scale_f16(const float* x, int64_t rows, int64_t k, void* out, float* row_scale,
                                cudaStream_t st);
+// The same rows as E4M3 bytes for the FP8 GEMM (fp8_gemm.h): s = amax|x_r| / 448 (1 for an all-zero row),
+// out[r, :] = e4m3_sat(x_r / s) (RNE; NaN stays NaN, 0x7F), row_scale[r] = s; out is [rows, k] bytes. For
+// per-token FP8 activations (x = fl(c · s0), c the E4M3 code, ±448 the row's largest) x / s is c up to three
+// float32 roundings, far inside half an E4M3 step, so the bytes are the codes exactly and e4m3(out) · s = x
+// up to float32 rounding of the scale (s is s0 or a neighbour).
+cudaError_t cuda_row_quantize_e4m3(const float* x, int64_t rows, int64_t k, void* out, float* row_scale,
+                                   cudaStream_t st);
 // FP8 128x128 block scales applied on the activation side, for `groups` consecutive 128-row weight blocks:
 // v = x[r, j] · scales[g · scale_stride + j / 128] (float32), hi = bf16(v), lo = bf16(v - hi), written as
 // out[g] = [hi rows; lo rows], bf16 [groups][2 · rows][k] (|v - hi - lo| <= 2^-17 |v|).
@@ -145,7 +155,8 @@ cudaError_t cuda_split_bf16_block_scaled(const float* x, int64_t rows, int64_t k
 // of row_scale, col_scale, bias optional (null). y holds `parts` stacked GEMM outputs of rows × n, cut into
 // blocks of block_cols columns: with b = c / block_cols, element (i, c) is at
 // b · block_cols · parts · rows + i · block_cols + (c - b · block_cols). block_cols = n: plain row-major
-// [parts · rows, n]. out may alias y when parts = 1 and block_cols = n.
+// [parts · rows, n]; block_cols > n (parts = 1): rows of block_cols floats, the first n read (a GEMM output
+// with padded rows). out may alias y when parts = 1 and block_cols = n.
 cudaError_t cuda_linear_epilogue(const float* y, int parts, int64_t rows, int64_t n, int64_t block_cols,
                                  const float* row_scale, const float* col_scale, const float* bias,
                                  float* out, cudaStream_t st);

@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "core/error.h"
 #include "core/quant.h"
@@ -69,6 +71,11 @@ cuda_backend::cuda_backend(int device) : device_(device) {
     if (const char* r = std::getenv("NIBBLE_BF16_TC_MIN_ROWS")) bf16_tc_min_rows_ = std::max(1, std::atoi(r));
     const char* f16 = std::getenv("NIBBLE_PREFILL_F16");
     f16_prefill_ = !(f16 && f16[0] == '0');
+    if (const char* f = std::getenv("NIBBLE_FP8_GEMM")) fp8_gemm_on_ = std::string(f) != "0";
+    int cc_major = 0, cc_minor = 0;
+    NIBBLE_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device));
+    NIBBLE_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device));
+    fp8_tensor_cores_ = cc_major * 10 + cc_minor >= 89;  // Ada and later
 }
 
 cuda_backend::~cuda_backend() {
@@ -83,6 +90,7 @@ cuda_backend::~cuda_backend() {
     for (auto& g : scratch_) cudaFree(g.p);
     for (auto& g : ints_) cudaFree(g.p);
     cudaFree(mma_ws_.p);
+    cudaFree(fp8_ws_.p);
     for (growable* g : {&kv_k_, &kv_v_, &kv_tables_dev_, &kv_freq_, &kv_scratch_}) cudaFree(g->p);
     cudaFree(top_k_scratch_.p);
     cudaFree(top_k_out_.p);
@@ -293,8 +301,8 @@ uint64_t cuda_backend::prepare(const model_weights& w) {
 }
 
 uint64_t cuda_backend::device_bytes() const {
-    uint64_t b =
-        device_bytes_ + mma_ws_.bytes + step_cap_ * sizeof(int32_t) + top_k_scratch_.bytes + top_k_out_.bytes;
+    uint64_t b = device_bytes_ + mma_ws_.bytes + fp8_ws_.bytes + step_cap_ * sizeof(int32_t) +
+                 top_k_scratch_.bytes + top_k_out_.bytes;
     for (const growable* g : {&kv_k_, &kv_v_, &kv_tables_dev_, &kv_freq_, &kv_scratch_}) b += g->bytes;
     for (const growable& g : scratch_) b += g.bytes;
     for (const growable& g : ints_) b += g.bytes;
@@ -724,8 +732,70 @@ const void* cuda_backend::bf16_weight(const linear_weight& w, uint16_t* dst, boo
     fail("{}: weight format {} has no BF16 decode", w.name, weight_format_name(w.format));
 }
 
-// The weight is decoded once per call into exact BF16 values (bf16_weight); what BF16 cannot hold exactly
-// is applied outside the GEMMs: the NVFP4 global multiplier and an FP8 per-tensor scale (and a static
+// FP8 W8A8 (weight scales per tensor or per channel, constant along k, so that they factor out of the dot
+// products): per-token activations are xa = fl(c · s_r) with E4M3 codes c, so the row's codes and s_r
+// (cuda_row_quantize_e4m3, exact) go to the FP8 GEMM with the weight's bytes as stored; static ones are
+// fl(c · S), their codes xa · fl(1 / S) (cuda_scale_to_e4m3, exact for a moderate S as in tc_input_for).
+// alpha = the per-tensor scale (times S); s_r, per-channel scales and bias in cuda_linear_epilogue. D is
+// `out` itself when its rows are 16-byte multiples (n % 4 == 0) and it is 16-byte aligned; else row chunks
+// (bounded by tc_scratch_limit_, at least 128 rows) in scratch 1 with rows padded to 4 floats, the epilogue
+// reading them there. Scratch 6: the codes (rows·k bytes, 256-byte aligned) then the row scales. A shape
+// cuBLASLt does not take is reported once on stderr, naming the layer, and runs on the BF16 GEMMs (false).
+bool cuda_backend::linear_fp8(const float* xa, int64_t rows, const linear_weight& w, const float* bias,
+                              float* out) {
+    const bool per_token = w.act == act_format_fp8_token;
+    if (!fp8_gemm_on_ || !fp8_tensor_cores_ || w.format != weight_format_fp8 ||
+        (w.fp8_gran != fp8_granularity_tensor && w.fp8_gran != fp8_granularity_channel) || w.k % 16 ||
+        !(per_token || (w.act == act_format_fp8_static && moderate_scale(w.fp8_input_scale))))
+        return false;
+    const int64_t n = w.n, k = w.k, ldd = int64_t(align_up(size_t(n), 4));
+    grow(fp8_ws_, cuda_fp8_gemm::workspace_bytes, false);  // once; fails inside a recording, as growth must
+    if (!fp8_gemm_) fp8_gemm_ = std::make_unique<cuda_fp8_gemm>();
+    const bool direct = ldd == n && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+    const int64_t chunk = direct ? rows
+                                 : std::min(rows, std::max<int64_t>(128, int64_t(tc_scratch_limit_) /
+                                                                             (ldd * int64_t(sizeof(float)))));
+    const size_t a_bytes = align_up(size_t(rows * k), 256);
+    auto* codes = reinterpret_cast<uint8_t*>(scratch(6, (a_bytes + size_t(rows) * sizeof(float) + 3) / 4));
+    auto* row_scale = reinterpret_cast<float*>(codes + a_bytes);
+    float* y = direct ? out : scratch(1, size_t(chunk * ldd));
+    const void* wq = raw(w.weight);
+    if (fp8_gemm_->known_not_to_run(codes, wq, y, chunk, n, k, ldd, fp8_ws_.p)) return false;
+    const double w_mul = w.fp8_gran == fp8_granularity_tensor ? double(w.fp8_scales.at(0)) : 1.0;
+    const float alpha = float(per_token ? w_mul : w_mul * double(w.fp8_input_scale));
+    const float* col_scale = w.fp8_gran == fp8_granularity_channel ? f32_vector(w.fp8_scales) : nullptr;
+    if (per_token)
+        NIBBLE_CUDA_CHECK(cuda_row_quantize_e4m3(xa, rows, k, codes, row_scale, stream_));
+    else
+        NIBBLE_CUDA_CHECK(
+            cuda_scale_to_e4m3(xa, rows * k, float(1.0 / double(w.fp8_input_scale)), codes, stream_));
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+        const int64_t len = std::min(chunk, rows - r0);
+        float* d = direct ? out + r0 * n : y;
+        const cuda_fp8_gemm::result res =
+            fp8_gemm_->run(codes + r0 * k, wq, d, len, n, k, ldd, alpha, fp8_ws_.p, stream_);
+        if (!res.ran) {
+            // Rows done so far are recomputed by the BF16 path, which writes every row of out.
+            if (res.first_rejection)
+                std::fprintf(stderr,
+                             "nibble: %s: %s; this shape runs on the BF16 tensor-core GEMMs instead (other "
+                             "row counts of this layer shape are not reported again)\n",
+                             w.name.c_str(), res.why.c_str());
+            return false;
+        }
+        if (!direct || per_token || col_scale || bias)
+            NIBBLE_CUDA_CHECK(cuda_linear_epilogue(d, 1, len, n, direct ? n : ldd,
+                                                   per_token ? row_scale + r0 : nullptr, col_scale, bias,
+                                                   out + r0 * n, stream_));
+    }
+    ++n_fp8_gemm_;
+    return true;
+}
+
+// FP8 W8A8 (per token or static) with per-tensor / per-channel weight scales runs on the FP8 tensor cores
+// (linear_fp8 above, cuBLASLt) unless NIBBLE_FP8_GEMM=0 or cuBLASLt rejects the shape; everything else on
+// BF16 ones: the weight is decoded once per call into exact BF16 values (bf16_weight); what BF16 cannot hold
+// exactly is applied outside the GEMMs: the NVFP4 global multiplier and an FP8 per-tensor scale (and a static
 // activation scale) as alpha, FP8 per-channel and per-token activation scales in cuda_linear_epilogue, FP8
 // 128x128 block scales on the activation side: for each 128-row weight block i, out[:, block i] =
 // split(xa · s[i, k-block]) · W_iᵀ, one batched GEMM over a group of blocks. Activations enter exactly when
@@ -739,6 +809,7 @@ const void* cuda_backend::bf16_weight(const linear_weight& w, uint16_t* dst, boo
 // (exact: rows·k BF16 + rows floats; split: 2·chunk·k BF16; block scales: groups · 2·chunk·k BF16).
 void cuda_backend::linear_tensor_core(const float* xa, int64_t rows, const linear_weight& w,
                                       const float* bias, float* out) {
+    if (linear_fp8(xa, rows, w, bias, out)) return;
     const int64_t n = w.n, k = w.k;
     if (n > INT32_MAX || k > INT32_MAX || rows > INT32_MAX / 2)
         fail("{}: {} x {} x {} exceeds the BF16 GEMMs' int sizes", w.name, rows, n, k);

@@ -14,9 +14,11 @@
 // is FMA-bound there: BF16 batch 16 took 29.0 ms a step on CUDA cores, 9.5 ms on tensor cores, synthetic
 // Qwen3-8B, H200, 2026-12-01); otherwise NVFP4, FP8 and BF16 weights stream through cuda_linear_stream on
 // CUDA cores (cuda_nvfp4_linear for NVFP4 k that it does not take); q/k/v and gate/up share one launch.
-// More rows, and what those do not take: BF16 tensor-core GEMMs with FP32
-// accumulation (linear_tensor_core: the weight exactly in BF16, its scales and the activations' scales
-// outside the GEMM); F16/F32 weights: cublasSgemm (FP32, no TF32).
+// More rows, and what those do not take: FP8 W8A8 (per-token or static activations) with per-tensor or
+// per-channel weight scales on the FP8 tensor cores through cuBLASLt (fp8_gemm.h: E4M3 activation codes and
+// weight as stored, scales outside the GEMM; NIBBLE_FP8_GEMM=0 turns it off), everything else on BF16
+// tensor-core GEMMs with FP32 accumulation (linear_tensor_core: the weight exactly in BF16, its scales and
+// the activations' scales outside the GEMM); F16/F32 weights: cublasSgemm (FP32, no TF32).
 //
 // MoE: routing is computed on the host from the copied router logits (the CPU's exact code), then each
 // expert runs over its tokens with linear(); this synchronizes the stream, so it is not graph-capturable.
@@ -38,12 +40,14 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include "core/backend.h"
 #include "core/kv_tables.h"
 #include "cuda/backend_ops.h"
+#include "cuda/fp8_gemm.h"
 #include "cuda/linear_stream.h"
 
 namespace nibble {
@@ -112,6 +116,12 @@ class cuda_backend : public backend {
     // Weight-only NVFP4 / FP8 (tensor, channel) layers on FP16 operands (default) or the exact-ish BF16
     // split.
     void set_f16_prefill(bool on) { f16_prefill_ = on; }
+    // FP8 W8A8 (per-token or static activations, per-tensor or per-channel weight scales) on the FP8 tensor
+    // cores through cuBLASLt (on unless NIBBLE_FP8_GEMM=0; only on devices with them, sm_89+); off: the BF16
+    // GEMMs as for the other formats. For A/B runs and tests; takes effect from the next linear.
+    void set_fp8_gemm(bool on) { fp8_gemm_on_ = on; }
+    // Linears that ran on the FP8 GEMM so far (a shape cuBLASLt rejects runs on the BF16 GEMMs instead).
+    uint64_t fp8_gemm_linears() const { return n_fp8_gemm_; }
 
   private:
     // --- Tensor-core linear (linear_tensor_core in cuda_backend.cpp)
@@ -125,7 +135,16 @@ class cuda_backend : public backend {
     // Weight-only NVFP4 / FP8 (tensor, channel) prefill on FP16 operands (tc_input_f16); NIBBLE_PREFILL_F16=0
     // or set_f16_prefill(false): the BF16 hi + lo split instead (A/B runs, tests).
     bool f16_prefill_ = true;
+    // into dst (n·k elements): NVFP4 e2m1 × e4m3 (global left out), MXFP4 as is, FP8 codes (scales left out).
+    const void* bf16_weight(const linear_weight& w, uint16_t* dst);
+    // The W8A8 case on cuda_fp8_gemm (codes and row scales, FP8 GEMM, cuda_linear_epilogue); false when the
+    // layer is not that case or cuBLASLt does not take the shape (the BF16 path then writes all of out).
+    bool linear_fp8(const float* xa, int64_t rows, const linear_weight& w, const float* bias, float* out);
     size_t tc_scratch_limit_ = size_t(512) << 20;
+    bool fp8_gemm_on_ = true;        // NIBBLE_FP8_GEMM=0 / set_fp8_gemm(false): off
+    bool fp8_tensor_cores_ = false;  // the device has them (sm_89+)
+    uint64_t n_fp8_gemm_ = 0;
+    std::unique_ptr<cuda_fp8_gemm> fp8_gemm_;  // made on first use (the cuBLASLt handle and plans)
     // --- end of the tensor-core linear
 
     // Uploads a linear layer's tensors exactly as linear() reads them.
@@ -190,6 +209,8 @@ class cuda_backend : public backend {
     bool recording_ = false;
     // Split-K workspace of the tensor-core linear (zeroed when allocated; its counters return to zero).
     growable mma_ws_;
+    // cuda_fp8_gemm's workspace (cuda_fp8_gemm::workspace_bytes, allocated on the first FP8 GEMM).
+    growable fp8_ws_;
     bool mma_off_ = false;      // NIBBLE_LINEAR=stream: CUDA-core kernels only (A/B runs)
     int64_t mma_min_rows_ = 3;  // NIBBLE_LINEAR=mma: tensor cores from 1 row
     // Dense BF16 weights go to the BF16 tensor-core GEMM (linear_tensor_core) from this many rows

@@ -1,6 +1,6 @@
 // Linear-layer kernels for cuda_backend: activation fake quantization (W4A4, FP8), bit-exact with
-// core/quant.cpp and cpu_quantize_activations; the BF16 operands and the epilogue of the tensor-core
-// linear. The GEMMs are in cuda_backend.cpp.
+// core/quant.cpp and cpu_quantize_activations; the BF16 and E4M3 operands and the epilogue of the
+// tensor-core linear. The GEMMs are in cuda_backend.cpp and fp8_gemm.cpp.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -131,6 +131,12 @@ __global__ void scale_to_bf16_kernel(const float* x, int64_t n, float mul, __nv_
         out[i] = __float2bfloat16_rn(x[i] * mul);
 }
 
+__global__ void scale_to_e4m3_kernel(const float* x, int64_t n, float mul, uint8_t* out) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x)
+        out[i] = uint8_t(e4m3_from_float_sat(x[i] * mul));
+}
+
 // One block per row: the row's absolute max (NaN ignored, as fmaxf does), then x / s rounded to BF16.
 __global__ void row_normalize_bf16_kernel(const float* x, int64_t k, float target, __nv_bfloat16* out,
                                           float* row_scale) {
@@ -146,6 +152,23 @@ __global__ void row_normalize_bf16_kernel(const float* x, int64_t k, float targe
     const float s = a > 0 ? a / target : 1.0f;
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
         out[blockIdx.x * k + j] = __float2bfloat16_rn(xr[j] / s);
+    if (threadIdx.x == 0) row_scale[blockIdx.x] = s;
+}
+
+// As row_normalize_bf16_kernel with target 448, the quotient stored as its E4M3 byte (RNE, saturating).
+__global__ void row_quantize_e4m3_kernel(const float* x, int64_t k, uint8_t* out, float* row_scale) {
+    __shared__ float part[32];
+    const float* xr = x + blockIdx.x * k;
+    float a = 0;
+    for (int64_t j = threadIdx.x; j < k; j += blockDim.x) a = fmaxf(a, fabsf(xr[j]));
+    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = a;
+    __syncthreads();
+    a = part[0];
+    for (int i = 1; i < int(blockDim.x >> 5); ++i) a = fmaxf(a, part[i]);
+    const float s = a > 0 ? a / 448.0f : 1.0f;
+    for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
+        out[blockIdx.x * k + j] = uint8_t(e4m3_from_float_sat(xr[j] / s));
     if (threadIdx.x == 0) row_scale[blockIdx.x] = s;
 }
 
@@ -240,12 +263,28 @@ cudaError_t cuda_scale_to_bf16(const float* x, int64_t n, float mul, void* out, 
     return cudaGetLastError();
 }
 
+cudaError_t cuda_scale_to_e4m3(const float* x, int64_t n, float mul, void* out, cudaStream_t st) {
+    if (n < 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    scale_to_e4m3_kernel<<<blocks_for(n), k_threads, 0, st>>>(x, n, mul, static_cast<uint8_t*>(out));
+    return cudaGetLastError();
+}
+
 cudaError_t cuda_row_normalize_bf16(const float* x, int64_t rows, int64_t k, float target, void* out,
                                     float* row_scale, cudaStream_t st) {
     if (rows < 0 || k <= 0 || rows > INT32_MAX || !(target > 0)) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
     row_normalize_bf16_kernel<<<unsigned(rows), k_threads, 0, st>>>(
         x, k, target, static_cast<__nv_bfloat16*>(out), row_scale);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_row_quantize_e4m3(const float* x, int64_t rows, int64_t k, void* out, float* row_scale,
+                                   cudaStream_t st) {
+    if (rows < 0 || k <= 0 || rows > INT32_MAX) return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    row_quantize_e4m3_kernel<<<unsigned(rows), k_threads, 0, st>>>(x, k, static_cast<uint8_t*>(out),
+                                                                   row_scale);
     return cudaGetLastError();
 }
 

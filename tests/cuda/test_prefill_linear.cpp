@@ -9,6 +9,15 @@
 // split activations (weight-only, FP8 per-group, FP8 block scales) carry |x - hi - lo| <= 2^-17 |x| =
 // 7.6e-6 |x|; exact activations (W4A4, FP8 per token / static) none; the rest is float32 summation order
 // (tensor-core FP32 accumulation vs the CPU's 8-way dot). The worst ratio per case is printed.
+//
+// FP8 W8A8 (per token or static, per-tensor or per-channel weight scales, k % 16 == 0) runs on the FP8
+// tensor cores through cuBLASLt (fp8_gemm.h) instead, bound 2^-10 · Σ|x·w| + 1e-6: the operands are the
+// exact E4M3 codes and their products are exact, but Hopper's FP8 MMA adds them in a narrower accumulator
+// than FP32 (13 mantissa bits, truncating, as measured by others: SageAttention2, DeepSeek-V3's "about 14
+// bits", Khattak & Mikaitis' H100 model); with FAST_ACCUM off cuBLASLt moves the partial sums into FP32
+// every few MMAs, so each partial carries a few 2^-13 relative errors of a value at most Σ|x·w| over its
+// range. Which path ran is read from cuda_backend::fp8_gemm_linears(); shapes with n % 16 == 0 must take
+// the FP8 one (others may, as cuBLASLt allows; the line printed says which).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -115,7 +124,9 @@ test_linear make_linear(const scheme& sc, int64_t n, int64_t k, uint32_t seed) {
 
 // The bound's relative term: 1e-5, or 5e-4 where the weight-only NVFP4 / FP8 (tensor or channel scales)
 // GEMM takes FP16 activations (the default for rows > 16): |x - fp16 path| <= 2^-11 |x| = 4.9e-4 |x| per
-// product, plus the 1e-5 above.
+// product, plus the 1e-5 above; 2^-10 where the FP8 GEMM ran (Hopper's FP8 accumulator keeps ~13 bits
+// between its FP32 promotions).
+constexpr double k_fp8_gemm_bound = 0x1p-10;
 double relative_bound(const linear_weight& w, int64_t rows, bool f16 = true) {
     const bool f16_weight = w.format == weight_format_nvfp4 ||
                             (w.format == weight_format_fp8 && w.fp8_gran != fp8_granularity_block);
@@ -123,8 +134,9 @@ double relative_bound(const linear_weight& w, int64_t rows, bool f16 = true) {
 }
 
 // One linear over `rows` random rows (row i times row_mul[i] where given) on both backends; checks the
-// stated bound (the FP16 or split path, as `f16`) and prints the worst ratio.
-void check(cuda_backend& gpu, test_linear& t, int64_t rows, uint32_t seed, bool f16 = true,
+// stated bound (the FP16 or split path as `f16`, the FP8 GEMM's when that path ran) and prints the worst
+// ratio. Returns whether the FP8 GEMM ran.
+bool check(cuda_backend& gpu, test_linear& t, int64_t rows, uint32_t seed, bool f16 = true,
            const std::vector<float>& row_mul = {}) {
     cpu_backend cpu;
     const int64_t n = t.w.n, k = t.w.k;
@@ -143,13 +155,15 @@ void check(cuda_backend& gpu, test_linear& t, int64_t rows, uint32_t seed, bool 
     float* xd = gpu.alloc(x.size());
     gpu.upload(x.data(), x.size(), xd);
     float* yd = gpu.alloc(want.size());
+    const uint64_t fp8_before = gpu.fp8_gemm_linears();
     gpu.linear(xd, rows, t.w, yd);
+    const bool fp8 = gpu.fp8_gemm_linears() > fp8_before;
+    const double rel = fp8 ? k_fp8_gemm_bound : relative_bound(t.w, rows, f16);
     std::vector<float> got(want.size());
     gpu.to_host(yd, got.size(), got.data());
 
     std::vector<float> xq(x.size());
     cpu_quantize_activations(t.w, x.data(), rows, xq.data());
-    const double rel = relative_bound(t.w, rows, f16);
     int64_t bad = 0;
     double worst = 0;
 #pragma omp parallel for schedule(dynamic, 4) reduction(+ : bad) reduction(max : worst)
@@ -164,10 +178,18 @@ void check(cuda_backend& gpu, test_linear& t, int64_t rows, uint32_t seed, bool 
             if (!(d <= rel * s + 1e-6)) ++bad;
         }
     }
-    EXPECT_EQ(bad, 0) << t.w.name << " " << n << "x" << k << " rows " << rows << ": worst relative error "
-                      << worst;
-    std::printf("prefill linear %-30s %4lldx%-5lld rows %3lld: worst |d| / sum|x w| = %.2g (bound %.0e)\n",
-                t.w.name.c_str(), (long long)n, (long long)k, (long long)rows, worst, rel);
+    EXPECT_EQ(bad, 0) << t.w.name << " " << n << "x" << k << " rows " << rows << (fp8 ? " (FP8 GEMM)" : "")
+                      << ": worst relative error " << worst;
+    std::printf("prefill linear %-30s %4lldx%-5lld rows %3lld%s: worst |d| / sum|x w| = %.2g (bound %.0e)\n",
+                t.w.name.c_str(), (long long)n, (long long)k, (long long)rows, fp8 ? " fp8 gemm" : "", worst,
+                rel);
+    return fp8;
+}
+
+// Whether linear_tensor_core should take the FP8 GEMM for t (cuda_backend::linear_fp8's case).
+bool fp8_gemm_case(const test_linear& t) {
+    return t.w.format == weight_format_fp8 && t.w.fp8_gran != fp8_granularity_block && t.w.k % 16 == 0 &&
+           (t.w.act == act_format_fp8_token || t.w.act == act_format_fp8_static);
 }
 
 const scheme k_schemes[] = {
@@ -248,4 +270,118 @@ TEST(cuda_prefill_linear, f16_and_split_activations) {
         for (bool f16 : {true, false})
             for (int64_t rows : {17, 137}) check(gpu, t, rows, seed++, f16, row_mul);
     }
+}
+
+// The FP8 GEMM path (cuBLASLt) over shapes around its requirements: n odd, a multiple of 4 but not of 16,
+// and of 16 (D written in place only for n % 4 == 0), k = 16 · odd (144 = 16 · 9, 528 = 16 · 33) and 4096,
+// rows 17 (just above the GEMV range), 100 and 300. Shapes with n % 16 == 0 must run on it; the others
+// print whether cuBLASLt took them (else the BF16 path ran, checked against its own bound).
+TEST(cuda_prefill_linear, fp8_gemm_shapes) {
+    REQUIRE_GPU();
+    uint32_t seed = 9000;
+    const scheme fp8[] = {k_schemes[8], k_schemes[9], k_schemes[10], k_schemes[12]};
+    for (const shape& sh :
+         {shape{67, 144, {17, 100, 300}}, shape{96, 528, {17, 100}}, shape{300, 528, {17, 300}},
+          shape{301, 144, {17, 100}}, shape{1024, 4096, {100, 300}}})
+        for (const scheme& sc : fp8) {
+            test_linear t = make_linear(sc, sh.n, sh.k, seed++);
+            ASSERT_TRUE(fp8_gemm_case(t)) << sc.name;
+            cuda_backend gpu;
+            gpu.set_fp8_gemm(true);  // whatever NIBBLE_FP8_GEMM says
+            for (int64_t rows : sh.rows) {
+                const bool ran = check(gpu, t, rows, seed++);
+                if (sh.n % 16 == 0) {
+                    EXPECT_TRUE(ran) << sc.name << " " << sh.n << "x" << sh.k << " rows " << rows
+                                     << ": not on the FP8 GEMM";
+                }
+            }
+        }
+}
+
+// Both paths of one backend on the same layers: the FP8 GEMM (set_fp8_gemm(true)) within its bound, the
+// BF16 GEMMs (set_fp8_gemm(false), what NIBBLE_FP8_GEMM=0 selects) within 1e-5 and never the FP8 GEMM.
+// Then a 64 KiB scratch limit with n = 1001 (rows padded to 1004 floats, so D goes to scratch in row
+// chunks of 128: 300 = 128 + 128 + 44).
+TEST(cuda_prefill_linear, fp8_gemm_switch) {
+    REQUIRE_GPU();
+    uint32_t seed = 11000;
+    const scheme fp8[] = {k_schemes[8], k_schemes[9], k_schemes[10], k_schemes[12]};
+    for (const scheme& sc : fp8) {
+        test_linear t = make_linear(sc, 256, 1024, seed++);
+        cuda_backend gpu;
+        for (bool on : {true, false, true}) {
+            gpu.set_fp8_gemm(on);
+            const uint64_t before = gpu.fp8_gemm_linears();
+            const bool ran = check(gpu, t, 100, seed++);
+            EXPECT_EQ(ran, on) << sc.name << (on ? ": FP8 GEMM did not run" : ": FP8 GEMM ran while off");
+            EXPECT_EQ(gpu.fp8_gemm_linears() - before, on ? 1u : 0u) << sc.name;
+        }
+    }
+    for (const scheme& sc : fp8) {
+        test_linear t = make_linear(sc, 1001, 528, seed++);
+        cuda_backend gpu;
+        gpu.set_fp8_gemm(true);
+        gpu.set_linear_scratch_limit(size_t(64) << 10);
+        for (int64_t rows : {17, 300}) check(gpu, t, rows, seed++);
+    }
+}
+
+// The FP8 GEMM's operands: cuda_row_quantize_e4m3 on per-token fake-quantized activations gives the CPU's
+// E4M3 codes byte for byte (core/quant.cpp: c = e4m3_sat(x / s0), s0 = amax / 448) and a row scale with
+// e4m3(c) · s = x' to 2^-22 relative; rows of unit, tiny (1e-30) and huge (1e30) scale and an all-zero
+// row. cuda_scale_to_e4m3 on static ones (times 1 / input_scale) gives the codes byte for byte.
+TEST(cuda_prefill_linear, fp8_gemm_operands_are_the_codes) {
+    REQUIRE_GPU();
+    const int64_t rows = 6, k = 528;
+    std::vector<float> x = randn(size_t(rows * k), 77, 3.0f);
+    for (int64_t j = 0; j < k; ++j) {
+        x[size_t(1 * k + j)] *= 1e-30f;
+        x[size_t(2 * k + j)] *= 1e30f;
+        x[size_t(3 * k + j)] = 0.0f;
+    }
+    linear_weight w;
+    w.k = k;
+    w.act = act_format_fp8_token;
+    std::vector<float> xq(x.size());
+    cpu_quantize_activations(w, x.data(), rows, xq.data());
+    std::vector<uint8_t> want(x.size());
+    for (int64_t r = 0; r < rows; ++r) {
+        float a = 0;
+        for (int64_t j = 0; j < k; ++j) a = std::max(a, std::fabs(x[size_t(r * k + j)]));
+        const float s = a > 0 ? a / 448.0f : 1.0f;
+        for (int64_t j = 0; j < k; ++j)
+            want[size_t(r * k + j)] = e4m3_from_float_sat(x[size_t(r * k + j)] / s);
+    }
+    cuda_backend gpu;
+    test::device_copy<float> xd(xq);
+    test::device_buffer<uint8_t> codes(x.size());
+    test::device_buffer<float> scales{size_t(rows)};
+    NIBBLE_CUDA_CHECK(cuda_row_quantize_e4m3(xd.p, rows, k, codes.p, scales.p, gpu.stream()));
+    NIBBLE_CUDA_CHECK(cudaStreamSynchronize(gpu.stream()));
+    std::vector<uint8_t> got(x.size());
+    std::vector<float> got_s(static_cast<size_t>(rows));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), codes.p, got.size(), cudaMemcpyDeviceToHost));
+    NIBBLE_CUDA_CHECK(
+        cudaMemcpy(got_s.data(), scales.p, got_s.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(got, want) << "per-token codes";
+    int64_t bad = 0;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < k; ++j) {
+            const double v = double(e4m3_to_float(got[size_t(r * k + j)])) * got_s[size_t(r)];
+            const double ref = xq[size_t(r * k + j)];
+            if (!(std::fabs(v - ref) <= 0x1p-22 * std::fabs(ref))) ++bad;
+        }
+    EXPECT_EQ(bad, 0) << "e4m3(code) · row scale vs the fake-quantized activations";
+
+    w.act = act_format_fp8_static;
+    w.fp8_input_scale = 5.0f / 448.0f;
+    const std::vector<float> xs = randn(size_t(rows * k), 78, 3.0f);
+    cpu_quantize_activations(w, xs.data(), rows, xq.data());
+    for (size_t i = 0; i < xs.size(); ++i) want[i] = e4m3_from_float_sat(xs[i] / w.fp8_input_scale);
+    test::device_copy<float> xsd(xq);
+    NIBBLE_CUDA_CHECK(
+        cuda_scale_to_e4m3(xsd.p, rows * k, float(1.0 / double(w.fp8_input_scale)), codes.p, gpu.stream()));
+    NIBBLE_CUDA_CHECK(cudaStreamSynchronize(gpu.stream()));
+    NIBBLE_CUDA_CHECK(cudaMemcpy(got.data(), codes.p, got.size(), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(got, want) << "static codes";
 }
