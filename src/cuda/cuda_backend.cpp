@@ -545,11 +545,13 @@ bool cuda_backend::bf16_on_tensor_cores(const linear_weight& w, int64_t rows) co
     return w.format == weight_format_dense && w.weight.type == dtype_bf16 && rows >= bf16_tc_min_rows_;
 }
 
-bool cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts) {
+bool cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts,
+                              bool exact_x) {
     // m <= 2 stays on the CUDA-core kernel: measured faster there (H200, 2026-12-01).
     if (mma_off_ || rows < mma_min_rows_ || rows > 16 || !cuda_linear_mma_supports(parts[0].w)) return false;
-    grow(mma_ws_, cuda_linear_mma_workspace_bytes(rows, parts, n_parts), true);
-    NIBBLE_CUDA_CHECK(cuda_linear_mma_parts(x, rows, parts, n_parts, mma_ws_.p, mma_ws_.bytes, stream_));
+    grow(mma_ws_, cuda_linear_mma_workspace_bytes(rows, parts, n_parts, exact_x), true);
+    NIBBLE_CUDA_CHECK(
+        cuda_linear_mma_parts(x, rows, parts, n_parts, exact_x, mma_ws_.p, mma_ws_.bytes, stream_));
     return true;
 }
 
@@ -566,7 +568,8 @@ void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight&
         p[i].y = outs[i];
     }
     const float* xa = quantize_input(x, rows, q);
-    if (!linear_mma(xa, rows, p, 3)) NIBBLE_CUDA_CHECK(cuda_linear_stream_parts(xa, rows, p, 3, stream_));
+    if (!linear_mma(xa, rows, p, 3, q.act != act_format_none))
+        NIBBLE_CUDA_CHECK(cuda_linear_stream_parts(xa, rows, p, 3, stream_));
 }
 
 void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weight& gate,
@@ -582,7 +585,7 @@ void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weig
     const float* xa = quantize_input(x, rows, gate);
     // Tensor cores: gate and up in one launch, then the SiLU product; else SwiGLU fused into the
     // CUDA-core kernel when x fits its shared memory, else the separate ops.
-    if (linear_mma(xa, rows, p, 2)) {
+    if (linear_mma(xa, rows, p, 2, gate.act != act_format_none)) {
         NIBBLE_CUDA_CHECK(cuda_silu_mul(out, up_scratch, rows * gate.n, out, stream_));
         return;
     }
@@ -604,7 +607,7 @@ void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, 
         if (stream_view(w, sp.w)) {
             sp.bias = bias;
             sp.y = out;
-            if (!linear_mma(xa, rows, &sp, 1))
+            if (!linear_mma(xa, rows, &sp, 1, w.act != act_format_none))
                 NIBBLE_CUDA_CHECK(cuda_linear_stream(xa, rows, sp.w, bias, out, stream_));
             return;
         }

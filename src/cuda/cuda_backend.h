@@ -172,7 +172,9 @@ class cuda_backend : public backend {
     // Fills the weight-streaming view of w (uploading it) when cuda_linear_stream takes it.
     bool stream_view(const linear_weight& w, cuda_stream_weight& out);
     // Decode batches through the tensor-core kernel (linear_mma.h) when it takes the parts; false otherwise.
-    bool linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts);
+    // exact_x: fake-quantized activations (kept to ~2^-21 there: the next layer quantizes what this one
+    // outputs); weight-only: FP16 activations.
+    bool linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts, bool exact_x);
     // Whether a decode batch of `rows` over w goes to the BF16 tensor-core GEMM (dense BF16 weights).
     bool bf16_on_tensor_cores(const linear_weight& w, int64_t rows) const;
     void not_recording(const char* what) const;

@@ -18,20 +18,23 @@
 // - NVFP4: two E2M1 codes -> half2 (e2m1 × 2^-14, exact, kernel_util.cuh), times the block's E4M3 scale as
 //   half2: e2m1 × e4m3 × 2^-14 is exact in FP16 (at most 6 significant bits, multiples of 2^-24, < 2^-2).
 //   FP8: cvt.rn.f16x2.e4m3x2, exact. Per-tensor / per-channel multipliers are applied to the outputs.
-// - x: per span of k and batch row, a power of two 2^e brings the row's amax to [2^14, 2^15); x·2^-e is
-//   split into hi = fp16(x·2^-e) and lo = fp16(x·2^-e - hi) (|x - (hi + lo)·2^e| <= 2^-22 |x| for all but
-//   values below 2^-28 of the amax), each span's sums are scaled back by 2^e in FP32.
-// - x prepared once per call (default): mma_prep_kernel writes every item's A fragments (hi, lo) in the
-//   order lanes load them, and the per-item scales, into the workspace; mma_xp_kernel, launched with
-//   programmatic dependent launch behind it, fetches its first weights while the prep runs, then loads its
-//   A fragments straight from global memory (16-byte loads, L1/L2 resident: 64 bytes per k, a few hundred
-//   KB) next to its weights: no shared memory, no block-wide sync in the k loop. Span: one item (128 k
-//   NVFP4, 64 k FP8). NT = 2 n8 tiles per warp (NIBBLE_MMA_NT=4, an experiment: half the A-fragment loads
-//   per weight byte, but NVFP4 spills at 128 registers and it measured slower at m = 8, 16).
+// - x: per span of k and batch row, a power of two 2^e brings the row's amax to [2^14, 2^15); x·2^-e goes
+//   in as hi = fp16(x·2^-e) (|x - hi·2^e| <= 2^-11 |x|, FP16 activations as in the prefill GEMM), each
+//   span's sums are scaled back by 2^e in FP32. NIBBLE_MMA_SPLIT=1 adds lo = fp16(x·2^-e - hi) and a second
+//   mma per step (|x - (hi + lo)·2^e| <= 2^-22 |x| for all but values below 2^-28 of the amax), the former
+//   default: the kernel is bound by instruction issue (~3 per weight and lane at m = 16, ncu, H200), and the
+//   second mma and its fragment load were ~10 % of them. The staged mma_kernel keeps hi + lo.
+// - x prepared once per call (default): mma_prep_kernel writes every item's A fragments in the order lanes
+//   load them, and the per-item scales, into the workspace; mma_xp_kernel, launched with programmatic
+//   dependent launch behind it, fetches its first weights while the prep runs, then copies the fragments of
+//   its next register batch of items into shared memory (cp.async, 2 stages) while it computes the current
+//   one. Span: one item (128 k NVFP4, 64 k FP8). NT = 2 n8 tiles per warp (NIBBLE_MMA_NT=4, an
+//   experiment: half the A-fragment loads per weight byte, but NVFP4 spills at 128 registers and it
+//   measured slower at m = 8, 16).
 //   Why: staging x in every block (mma_kernel) cost as much as the weight tile at m = 16. Measured (H200,
 //   2026-12-01, bench --kernels, % of copy bandwidth, staged -> prepared): NVFP4 m = 4: 18-22 -> 22-28,
 //   m = 16: 15-20 -> 16-24; FP8 m = 4: 29-36 -> 30-42, m = 16: 23-32 -> 23-37. What is left is the k loop
-//   itself (decode + 2 mma per 4 weights per lane, 16 padded batch rows at every m).
+//   itself (decode + mma per 4 weights per lane, 16 padded batch rows at every m).
 // - NIBBLE_MMA_XPREP=0 (A/B): mma_kernel, which stages x per block and 4-item chunk in shared memory
 //   (span: 4 items, counted from the slice's start), NT = 2.
 // - Weights are loaded into registers KG = 8 / NT items at a time (mma_kernel: 4), the next batch while
@@ -370,7 +373,7 @@ __global__ void __launch_bounds__(k_threads, 2) mma_kernel(const __grid_constant
 // and xscale[i][row] = 2^e, e from the row's amax over the item (rows >= m: zero fragments, 2^0). The
 // fragment entries are built exactly as mma_kernel builds them from its chunk (same kslot permutation, same
 // scale-then-split arithmetic); only the span of the amax differs (one item here, 4 there).
-template <int FMT>
+template <int FMT, bool SPLIT>
 __global__ void __launch_bounds__(mma_traits<FMT>::MMAS * 32)
     mma_prep_kernel(const float* __restrict__ x, int m, int k, uint4* __restrict__ frag,
                     float* __restrict__ xscale) {
@@ -430,20 +433,33 @@ __global__ void __launch_bounds__(mma_traits<FMT>::MMAS * 32)
             lr[reg] = *reinterpret_cast<const uint32_t*>(&l2);
         }
     }
-    uint4* f = frag + (int64_t(item) * MMAS + j) * 64 + lane;
+    constexpr int FS = SPLIT ? 64 : 32;  // uint4 per fragment entry and mma step: hi (, lo)
+    uint4* f = frag + (int64_t(item) * MMAS + j) * FS + lane;
     f[0] = hi;
-    f[32] = lo;
+    if constexpr (SPLIT) f[32] = lo;
 }
 
-// mma_xp_kernel: as mma_kernel, but x comes prepared (mma_prep_kernel): no shared memory, no block-wide
-// syncs in the k loop; each lane loads its A fragments (2 × 16 bytes per mma step, L1/L2 resident) next to
-// its weights. A warp owns NT n8 tiles (8·NT weight rows, tile r = rows 8r + g), the block 8·8·NT rows;
-// weights are prefetched KG = 8 / NT items ahead (2 · 4·KG·NT = 64 registers at either NT). The sums are
-// scaled back per item (c = Σ over the item's mma steps, then acc += c · 2^e).
-template <int FMT, int NT>
+// uint4 per ring stage of mma_xp_kernel: KG items' A fragments (MMAS · 64 each) and their 16 scales each.
+template <int FMT, int NT, bool SPLIT>
+constexpr int xp_stage_uint4() {
+    return (8 / NT) * mma_traits<FMT>::MMAS * (SPLIT ? 64 : 32) + (8 / NT) * 4;
+}
+
+// mma_xp_kernel: as mma_kernel, but x comes prepared (mma_prep_kernel). A warp owns NT n8 tiles (8·NT
+// weight rows, tile r = rows 8r + g), the block 8·8·NT rows; weights are prefetched KG = 8 / NT items ahead
+// into registers (2 · 4·KG·NT = 64 registers at either NT), and the same KG items' A fragments and scales
+// (KG · MMAS KB, shared by the block's warps) are copied ahead with cp.async into a 2-stage shared-memory
+// ring, one block barrier after each copy lands and one before its stage is refilled. The sums are scaled
+// back per item (c = Σ over the item's mma steps, then acc += c · 2^e).
+// Why the ring: loading the fragments from global memory right before each mma step (the first version)
+// left the kernel stalled on those loads (ncu, H200, m = 16, 24576 x 4096: long-scoreboard 4.7 cycles per
+// issued instruction, DRAM at 17 %).
+template <int FMT, int NT, bool SPLIT>
 __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_constant__ mma_args a) {
     using T = mma_traits<FMT>;
-    constexpr int MMAS = T::MMAS, KG = 8 / NT, BR = k_warps * 8 * NT;
+    constexpr int MMAS = T::MMAS, KG = 8 / NT, BR = k_warps * 8 * NT, FS = SPLIT ? 64 : 32;
+    constexpr int FRAGS = KG * MMAS * FS, STAGE = xp_stage_uint4<FMT, NT, SPLIT>();  // uint4 per stage
+    extern __shared__ uint4 ring[];  // [2][FRAGS A fragments, then KG × 16 scales]
     __shared__ bool is_last;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -489,23 +505,41 @@ __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_const
         }
     };
 
+    // The A fragments and scales of items it_rel .. it_rel + KG - 1 (those before n_it) into ring stage st.
+    auto load_frags = [&](int it_rel, int st) {
+        const int items = min(KG, n_it - it_rel);
+        if (items <= 0) return;
+        uint4* dst = ring + st * STAGE;
+        const uint4* src = a.frag + int64_t(item0 + it_rel) * MMAS * FS;
+        for (int i = threadIdx.x; i < items * MMAS * FS; i += k_threads) cp_async16(dst + i, src + i, true);
+        if (int(threadIdx.x) < items * 4)
+            cp_async16(dst + FRAGS + threadIdx.x, a.xscale + int64_t(item0 + it_rel) * 16 + threadIdx.x * 4,
+                       true);
+    };
+
     grid_dependency_trigger();
     load(0, wa, sa);  // weights do not depend on the previous kernels
     grid_dependency_wait();
+    load_frags(0, 0);
+    cp_async_commit();
 
     float acc[NT][4] = {};
-    for (int it = 0; it < n_it; it += KG) {
+    for (int it = 0, st = 0; it < n_it; it += KG, st ^= 1) {
         if (it + KG < n_it) load(it + KG, wb, sb);
+        load_frags(it + KG, st ^ 1);  // the stage the previous batch read (past the barrier below)
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();  // this batch's fragments are in for every thread
+        const uint4* fs = ring + st * STAGE;
+        const float* xs = reinterpret_cast<const float*>(fs + FRAGS);
 #pragma unroll
         for (int q = 0; q < KG; ++q) {
             if (it + q >= n_it) break;
-            const int item = item0 + it + q;
-            // Plain (L1-allocating) loads: every warp of the block, and the SM's other block, read them.
-            const uint4* f = a.frag + int64_t(item) * MMAS * 64 + lane;
+            const uint4* f = fs + q * MMAS * FS + lane;
             float cc[NT][4] = {};
 #pragma unroll
             for (int j = 0; j < MMAS; ++j) {
-                const uint4 ah = f[j * 64], al = f[j * 64 + 32];
+                const uint4 ah = f[j * FS];
 #pragma unroll
                 for (int r = 0; r < NT; ++r) {
                     uint32_t b0, b1;
@@ -522,11 +556,11 @@ __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_const
                         b1 = e4m3x2_half2(word >> 16);
                     }
                     mma16816(cc[r], ah, b0, b1);
-                    mma16816(cc[r], al, b0, b1);
+                    if constexpr (SPLIT) mma16816(cc[r], f[j * FS + 32], b0, b1);
                 }
             }
             // Scale this item's sums back: c0, c1 are batch row g, c2, c3 batch row g + 8.
-            const float s_lo = a.xscale[int64_t(item) * 16 + g], s_hi = a.xscale[int64_t(item) * 16 + g + 8];
+            const float s_lo = xs[q * 16 + g], s_hi = xs[q * 16 + g + 8];
 #pragma unroll
             for (int r = 0; r < NT; ++r) {
                 acc[r][0] = fmaf(cc[r][0], s_lo, acc[r][0]);
@@ -539,7 +573,9 @@ __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_const
         for (int q = 0; q < KG; ++q)
 #pragma unroll
             for (int r = 0; r < NT; ++r) wa[q][r] = wb[q][r], sa[q][r] = sb[q][r];
+        __syncthreads();  // every warp is done with stage st before the next batch refills it
     }
+    cp_async_wait<0>();
 
     // Outputs of this thread: batch rows g, g + 8; weight rows row_base + 8r + 2t + {0, 1}.
     auto final_value = [&](float v, int row) {
@@ -601,13 +637,17 @@ cudaError_t launch(dim3 grid, const mma_args& a, cudaStream_t stream) {
 
 // The prep, then the linear kernel; both with programmatic dependent launch (the linear kernel fetches its
 // first weights while the prep runs).
-template <int FMT, int NT>
+template <int FMT, int NT, bool SPLIT>
 cudaError_t launch_xprep(dim3 grid, const mma_args& a, uint4* frag, float* xscale, cudaStream_t stream) {
     constexpr int MMAS = mma_traits<FMT>::MMAS;
-    cudaError_t e = launch_pdl(mma_prep_kernel<FMT>, dim3(unsigned(a.items)), dim3(MMAS * 32), 0, stream, a.x,
-                               a.m, a.k, frag, xscale);
+    cudaError_t e = launch_pdl(mma_prep_kernel<FMT, SPLIT>, dim3(unsigned(a.items)), dim3(MMAS * 32), 0,
+                               stream, a.x, a.m, a.k, frag, xscale);
     if (e != cudaSuccess) return e;
-    return launch_pdl(mma_xp_kernel<FMT, NT>, grid, dim3(k_threads), 0, stream, a);
+    constexpr size_t smem = 2 * xp_stage_uint4<FMT, NT, SPLIT>() * sizeof(uint4);
+    static const cudaError_t set = cudaFuncSetAttribute(
+        mma_xp_kernel<FMT, NT, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (set != cudaSuccess) return set;
+    return launch_pdl(mma_xp_kernel<FMT, NT, SPLIT>, grid, dim3(k_threads), smem, stream, a);
 }
 
 int item_k(cuda_stream_format f) {
@@ -621,6 +661,17 @@ bool xprep_enabled() {
         return !(v && v[0] == '0');
     }();
     return on;
+}
+
+// Whether x enters mma_xp_kernel as FP16 hi + lo (two mma per step, ~2^-22 relative): when the caller
+// asks (exact_x: fake-quantized activations, whose next quantization must see them unrounded) or
+// NIBBLE_MMA_SPLIT=1; else hi only (2^-11, as the prefill GEMM's FP16 activations; see Design).
+bool xprep_split(bool exact_x) {
+    static const bool forced = [] {
+        const char* v = std::getenv("NIBBLE_MMA_SPLIT");
+        return v && v[0] == '1';
+    }();
+    return exact_x || forced;
 }
 
 // n8 tiles per warp of mma_xp_kernel: 2 (NIBBLE_MMA_NT=4: 4, see Design).
@@ -658,7 +709,7 @@ struct plan {
     size_t frag_off = 0, scale_off = 0, partial_off = 0, bytes = 0;
 };
 
-cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, plan& pl) {
+cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, bool split, plan& pl) {
     const cuda_stream_weight& w0 = parts[0].w;
     pl = plan{};
     pl.br = block_rows(m);
@@ -679,7 +730,7 @@ cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, pla
         const int mmas = w0.format == cuda_stream_nvfp4 ? mma_traits<cuda_stream_nvfp4>::MMAS
                                                         : mma_traits<cuda_stream_fp8>::MMAS;
         pl.frag_off = k_counter_bytes;
-        pl.scale_off = pl.frag_off + size_t(pl.items) * mmas * 64 * sizeof(uint4);
+        pl.scale_off = pl.frag_off + size_t(pl.items) * mmas * (split ? 64 : 32) * sizeof(uint4);
         pl.partial_off = pl.scale_off + size_t(pl.items) * 16 * sizeof(float);
         pl.bytes = pl.partial_off + partial;
     } else {
@@ -698,14 +749,15 @@ bool cuda_linear_mma_supports(const cuda_stream_weight& w) {
     return false;
 }
 
-size_t cuda_linear_mma_workspace_bytes(int64_t m, const cuda_stream_part* parts, int n_parts) {
+size_t cuda_linear_mma_workspace_bytes(int64_t m, const cuda_stream_part* parts, int n_parts, bool exact_x) {
     plan pl;
-    if (n_parts < 1 || make_plan(m, parts, n_parts, pl) != cudaSuccess) return 0;
+    if (n_parts < 1 || make_plan(m, parts, n_parts, xprep_split(exact_x), pl) != cudaSuccess) return 0;
     return pl.bytes;
 }
 
 cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts,
-                                  void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+                                  bool exact_x, void* workspace, size_t workspace_bytes,
+                                  cudaStream_t stream) {
     if (m < 1 || m > 16 || n_parts < 1 || n_parts > cuda_stream_max_parts || !parts ||
         reinterpret_cast<uintptr_t>(x) % 16)
         return cudaErrorInvalidValue;
@@ -718,7 +770,8 @@ cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_p
     a.n_parts = n_parts;
     a.gran = int(w0.fp8_granularity);
     plan pl;
-    cudaError_t e = make_plan(m, parts, n_parts, pl);
+    const bool split = xprep_split(exact_x);
+    cudaError_t e = make_plan(m, parts, n_parts, split, pl);
     if (e != cudaSuccess) return e;
     const int br = pl.br;
     int rb = 0, row0 = 0;
@@ -763,10 +816,14 @@ cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_p
         float* xscale = reinterpret_cast<float*>(static_cast<char*>(workspace) + pl.scale_off);
         const bool wide = xprep_tiles(m) == 4;
         if (w0.format == cuda_stream_nvfp4)
-            return wide ? launch_xprep<cuda_stream_nvfp4, 4>(grid, a, frag, xscale, stream)
-                        : launch_xprep<cuda_stream_nvfp4, 2>(grid, a, frag, xscale, stream);
-        return wide ? launch_xprep<cuda_stream_fp8, 4>(grid, a, frag, xscale, stream)
-                    : launch_xprep<cuda_stream_fp8, 2>(grid, a, frag, xscale, stream);
+            return split ? (wide ? launch_xprep<cuda_stream_nvfp4, 4, true>(grid, a, frag, xscale, stream)
+                                 : launch_xprep<cuda_stream_nvfp4, 2, true>(grid, a, frag, xscale, stream))
+                         : (wide ? launch_xprep<cuda_stream_nvfp4, 4, false>(grid, a, frag, xscale, stream)
+                                 : launch_xprep<cuda_stream_nvfp4, 2, false>(grid, a, frag, xscale, stream));
+        return split ? (wide ? launch_xprep<cuda_stream_fp8, 4, true>(grid, a, frag, xscale, stream)
+                             : launch_xprep<cuda_stream_fp8, 2, true>(grid, a, frag, xscale, stream))
+                     : (wide ? launch_xprep<cuda_stream_fp8, 4, false>(grid, a, frag, xscale, stream)
+                             : launch_xprep<cuda_stream_fp8, 2, false>(grid, a, frag, xscale, stream));
     }
     if (w0.format == cuda_stream_nvfp4) return launch<cuda_stream_nvfp4>(grid, a, stream);
     return launch<cuda_stream_fp8>(grid, a, stream);

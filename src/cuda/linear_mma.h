@@ -1,7 +1,7 @@
 // Tensor-core decode linear for batches m = 1..16: NVFP4 or FP8 (tensor / channel scales) weights,
-// dequantized in registers to exact FP16 fragments, times FP32 activations split into FP16 hi + lo parts
-// (two mma.sync per step, FP32 accumulation), so the result tracks the FP32 CUDA-core kernels
-// (linear_stream.h) to ~2^-21 per activation.
+// dequantized in registers to exact FP16 fragments, times FP32 activations scaled per row and 128-k span
+// by a power of two and rounded to FP16 (2^-11 relative per activation; exact_x or NIBBLE_MMA_SPLIT=1: hi +
+// lo parts, two mma.sync per step, ~2^-21), FP32 accumulation.
 //
 //   parts[i].y[m, n_i] = x[m, k] · W_iᵀ · multiplier (+ bias)
 //
@@ -27,8 +27,10 @@ namespace nibble {
 bool cuda_linear_mma_supports(const cuda_stream_weight& w);
 // Workspace bytes: split-K counters, x's prepared fragments and split-K partial sums (NIBBLE_MMA_XPREP=0:
 // 0 when no split is needed).
-size_t cuda_linear_mma_workspace_bytes(int64_t m, const cuda_stream_part* parts, int n_parts);
+// exact_x: x as FP16 hi + lo (~2^-21, two mma per step) instead of hi only (2^-11), for fake-quantized
+// activations. The workspace size depends on it.
+size_t cuda_linear_mma_workspace_bytes(int64_t m, const cuda_stream_part* parts, int n_parts, bool exact_x);
 cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts,
-                                  void* workspace, size_t workspace_bytes, cudaStream_t stream);
+                                  bool exact_x, void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace nibble
