@@ -19,6 +19,18 @@ unsigned blocks_for(int64_t n) {
     return unsigned(std::min<int64_t>((n + k_threads - 1) / k_threads, int64_t(1) << 20));
 }
 
+// The maximum of every thread's v over the block (blockDim.x a multiple of 32, <= 1024; NaN ignored, as
+// fmaxf does); every thread gets it. Called once per kernel (its shared slots are not reused).
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float part[32];
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = part[0];
+    for (int i = 1; i < int(blockDim.x >> 5); ++i) v = fmaxf(v, part[i]);
+    return v;
+}
+
 __device__ __forceinline__ float e4m3_value(uint32_t b) {
     const int e = (b >> 3) & 0xF, m = b & 7;
     if (e == 0xF && m == 7) return __int_as_float(0x7fc00000);
@@ -104,16 +116,11 @@ __global__ void nvfp4_fake_quantize_kernel(const float* x, int64_t n_blocks, flo
 
 // One block per (row, group): s = amax/448 (1 for an all-zero group), x' = e4m3_sat(x / s) · s.
 __global__ void fp8_fake_quantize_kernel(const float* x, int64_t k, int64_t group, float* out) {
-    __shared__ float part[32];
     const int64_t g0 = int64_t(blockIdx.y) * group, len = min(group, k - g0);
     const float* xr = x + blockIdx.x * k + g0;
     float a = 0;
     for (int64_t j = threadIdx.x; j < len; j += blockDim.x) a = fmaxf(a, fabsf(xr[j]));
-    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = a;
-    __syncthreads();
-    a = part[0];
-    for (int i = 1; i < int(blockDim.x >> 5); ++i) a = fmaxf(a, part[i]);
+    a = block_max(a);
     const float s = a > 0 ? a / 448.0f : 1.0f;
     for (int64_t j = threadIdx.x; j < len; j += blockDim.x)
         out[blockIdx.x * k + g0 + j] = e4m3_value(e4m3_from_float_sat(xr[j] / s)) * s;
@@ -140,15 +147,10 @@ __global__ void scale_to_e4m3_kernel(const float* x, int64_t n, float mul, uint8
 // One block per row: the row's absolute max (NaN ignored, as fmaxf does), then x / s rounded to BF16.
 __global__ void row_normalize_bf16_kernel(const float* x, int64_t k, float target, __nv_bfloat16* out,
                                           float* row_scale) {
-    __shared__ float part[32];
     const float* xr = x + blockIdx.x * k;
     float a = 0;
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x) a = fmaxf(a, fabsf(xr[j]));
-    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = a;
-    __syncthreads();
-    a = part[0];
-    for (int i = 1; i < int(blockDim.x >> 5); ++i) a = fmaxf(a, part[i]);
+    a = block_max(a);
     const float s = a > 0 ? a / target : 1.0f;
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
         out[blockIdx.x * k + j] = __float2bfloat16_rn(xr[j] / s);
@@ -157,15 +159,10 @@ __global__ void row_normalize_bf16_kernel(const float* x, int64_t k, float targe
 
 // As row_normalize_bf16_kernel with target 448, the quotient stored as its E4M3 byte (RNE, saturating).
 __global__ void row_quantize_e4m3_kernel(const float* x, int64_t k, uint8_t* out, float* row_scale) {
-    __shared__ float part[32];
     const float* xr = x + blockIdx.x * k;
     float a = 0;
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x) a = fmaxf(a, fabsf(xr[j]));
-    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = a;
-    __syncthreads();
-    a = part[0];
-    for (int i = 1; i < int(blockDim.x >> 5); ++i) a = fmaxf(a, part[i]);
+    a = block_max(a);
     const float s = a > 0 ? a / 448.0f : 1.0f;
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
         out[blockIdx.x * k + j] = uint8_t(e4m3_from_float_sat(xr[j] / s));
@@ -174,18 +171,13 @@ __global__ void row_quantize_e4m3_kernel(const float* x, int64_t k, uint8_t* out
 
 // One block per row: the row's absolute max, then x · 2^-e rounded once to FP16 (8 values per 16-byte store).
 __global__ void row_scale_f16_kernel(const float* x, int64_t k, __half* out, float* row_scale) {
-    __shared__ float part[32];
     const float* xr = x + blockIdx.x * k;
     float a = 0;
     for (int64_t j = threadIdx.x * 4; j < k; j += blockDim.x * 4) {
         const float4 v = *reinterpret_cast<const float4*>(xr + j);
         a = fmaxf(a, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
     }
-    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = a;
-    __syncthreads();
-    a = part[0];
-    for (int i = 1; i < int(blockDim.x >> 5); ++i) a = fmaxf(a, part[i]);
+    a = block_max(a);
     // A finite amax goes to [2^14, 2^15) (e <= 113); e >= -100 keeps 2^-e finite for rows of tiny values.
     const int e = a > 0 && a <= 3.4e38f ? max(ilogbf(a) - 14, -100) : 0;
     const float inv = ldexpf(1.0f, -e);
