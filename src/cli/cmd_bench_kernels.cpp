@@ -265,11 +265,13 @@ int run_kernels(const std::vector<weight_shape>& shapes, const std::vector<int64
     const std::string method =
         "CUDA-graph replays of one launch per weight copy, copies rotated past 4x L2, median of " +
         std::to_string(reps) + " replays; bytes = weight as stored + scales + x + y in each kernel's types";
-    // The tensor-core decode linear's x handling (linear_mma.h), for A/B runs of the same binary.
-    const char* xprep = std::getenv("NIBBLE_MMA_XPREP");
-    const std::string mma_mode = xprep && xprep[0] == '0'
-                                     ? "tensor-core linear (m 3-16): x staged per block (NIBBLE_MMA_XPREP=0)"
-                                     : "tensor-core linear (m 3-16): x prepared once per call";
+    // The tensor-core decode linear's activations for weight-only layers (linear_mma.h), for A/B runs of
+    // the same binary.
+    const char* split = std::getenv("NIBBLE_MMA_SPLIT");
+    const std::string mma_mode =
+        split && split[0] == '1'
+            ? "tensor-core linear (m 3-16): weight-only activations as FP16 hi + lo (NIBBLE_MMA_SPLIT=1)"
+            : "tensor-core linear (m 3-16): weight-only activations as FP16";
     if (!json) {
         std::printf("%s, %d SMs, L2 %.0f MiB, %s\n", dev.name.c_str(), dev.n_sms,
                     double(dev.l2_bytes) / 1048576.0, date.c_str());

@@ -23,22 +23,21 @@
 //   span's sums are scaled back by 2^e in FP32. NIBBLE_MMA_SPLIT=1 adds lo = fp16(x·2^-e - hi) and a second
 //   mma per step (|x - (hi + lo)·2^e| <= 2^-22 |x| for all but values below 2^-28 of the amax), the former
 //   default: the kernel is bound by instruction issue (~3 per weight and lane at m = 16, ncu, H200), and the
-//   second mma and its fragment load were ~10 % of them. The staged mma_kernel keeps hi + lo.
-// - x prepared once per call (default): mma_prep_kernel writes every item's A fragments in the order lanes
+//   second mma and its fragment load were ~10 % of them.
+// - x prepared once per call: mma_prep_kernel writes every item's A fragments in the order lanes
 //   load them, and the per-item scales, into the workspace; mma_xp_kernel, launched with programmatic
 //   dependent launch behind it, fetches its first weights while the prep runs, then copies the fragments of
 //   its next register batch of items into shared memory (cp.async, 2 stages) while it computes the current
 //   one. Span: one item (128 k NVFP4, 64 k FP8). NT = 2 n8 tiles per warp (NIBBLE_MMA_NT=4, an
 //   experiment: half the A-fragment loads per weight byte, but NVFP4 spills at 128 registers and it
 //   measured slower at m = 8, 16).
-//   Why: staging x in every block (mma_kernel) cost as much as the weight tile at m = 16. Measured (H200,
-//   2026-12-01, bench --kernels, % of copy bandwidth, staged -> prepared): NVFP4 m = 4: 18-22 -> 22-28,
-//   m = 16: 15-20 -> 16-24; FP8 m = 4: 29-36 -> 30-42, m = 16: 23-32 -> 23-37. What is left is the k loop
-//   itself (decode + mma per 4 weights per lane, 16 padded batch rows at every m).
-// - NIBBLE_MMA_XPREP=0 (A/B): mma_kernel, which stages x per block and 4-item chunk in shared memory
-//   (span: 4 items, counted from the slice's start), NT = 2.
-// - Weights are loaded into registers KG = 8 / NT items at a time (mma_kernel: 4), the next batch while
-//   the current one is computed.
+//   Why: building x's fragments in every block from x staged in shared memory (the first version, removed
+//   2026-12-01) cost as much as the weight tile at m = 16. Measured (H200, 2026-12-01, bench --kernels, %
+//   of copy bandwidth, staged -> prepared): NVFP4 m = 4: 18-22 -> 22-28, m = 16: 15-20 -> 16-24; FP8 m = 4:
+//   29-36 -> 30-42, m = 16: 23-32 -> 23-37. What is left is the k loop itself (decode + mma per 4 weights
+//   per lane, 16 padded batch rows at every m).
+// - Weights are loaded into registers KG = 8 / NT items at a time, the next batch while the current one is
+//   computed.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -56,9 +55,6 @@ using namespace kernel;
 
 constexpr int k_threads = 256;
 constexpr int k_warps = k_threads / 32;
-constexpr int k_block_rows = 16 * k_warps;
-constexpr int k_group = 4;        // items per register batch
-constexpr int k_chunk_items = 4;  // items per x staging chunk
 constexpr int k_max_splits = 32;
 // Split-K counters sit at the start of the workspace, one per row block, at the same place for every launch
 // (each launch leaves its counters zero for the next, whatever its m and shapes); the partial sums follow.
@@ -153,226 +149,10 @@ struct mma_args {
     const float* xscale;  // x prep: 2^e per item and batch row [items][16]
 };
 
-template <int FMT>
-__global__ void __launch_bounds__(k_threads, 2) mma_kernel(const __grid_constant__ mma_args a) {
-    using T = mma_traits<FMT>;
-    constexpr int IK = T::ITEM_K, MMAS = T::MMAS, CK = k_chunk_items * IK;
-    // Floats per batch row of `raw`: the padded chunk, ≡ 20 (mod 32) so rows g = 0..7 fall on distinct banks.
-    constexpr int RS = CK + CK / (FMT == cuda_stream_nvfp4 ? 32 : 16) + 4;
-    extern __shared__ uint4 smem[];
-    uint4* frag_hi = smem;                                                        // [chunk item][mma][lane]
-    uint4* frag_lo = smem + k_chunk_items * MMAS * 32;                            // same
-    float* raw = reinterpret_cast<float*>(smem + 2 * k_chunk_items * MMAS * 32);  // [16][RS]
-    __shared__ int row_exp[16];
-    __shared__ bool is_last;
-
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int rb = blockIdx.x, split = blockIdx.y;
-    int pi = 0;
-    while (pi + 1 < a.n_parts && rb >= a.p[pi + 1].rb0) ++pi;
-    const mma_part& P = a.p[pi];
-    const int row_base = (rb - P.rb0) * k_block_rows + warp * 16;  // the warp's first row in the part
-    const int item0 = split * a.split_items, item1 = min(a.items, item0 + a.split_items);
-    const int n_it = item1 - item0;
-
-    // Row r (0: g, 1: g + 8) of the warp; rows past n read row 0 (never written out).
-    int wrow[2];
-    for (int r = 0; r < 2; ++r) wrow[r] = row_base + 8 * r + g < P.n ? row_base + 8 * r + g : 0;
-    const int64_t row_bytes = FMT == cuda_stream_nvfp4 ? a.k / 2 : a.k;
-
-    uint4 wa[k_group][2], wb[k_group][2];
-    uint32_t sa[k_group][2] = {}, sb[k_group][2] = {};
-    auto load = [&](int it_rel, uint4(&w)[k_group][2], uint32_t(&s)[k_group][2]) {
-#pragma unroll
-        for (int q = 0; q < k_group; ++q) {
-            const int it = item0 + it_rel + q;
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                if (it_rel + q < n_it) {
-                    // 64 bytes of the row per item (NVFP4: 128 k, FP8: 64 k), 16 per lane column.
-                    const uint8_t* src = P.w + int64_t(wrow[r]) * row_bytes + int64_t(it) * 64 + 16 * t;
-                    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                        : "=r"(w[q][r].x), "=r"(w[q][r].y), "=r"(w[q][r].z), "=r"(w[q][r].w)
-                        : "l"(src));
-                    if constexpr (FMT == cuda_stream_nvfp4) {
-                        uint32_t v;
-                        asm("ld.global.nc.L1::no_allocate.u16 %0, [%1];"
-                            : "=r"(v)
-                            : "l"(P.block_scales + int64_t(wrow[r]) * (a.k / 16) + int64_t(it) * 8 + 2 * t));
-                        s[q][r] = e4m3x2_half2(v);
-                    }
-                } else {
-                    w[q][r] = make_uint4(0, 0, 0, 0);
-                    s[q][r] = 0;
-                }
-            }
-        }
-    };
-
-    grid_dependency_trigger();
-    load(0, wa, sa);  // weights do not depend on the previous kernel
-    grid_dependency_wait();
-
-    float acc[2][4] = {};
-    for (int c0 = 0; c0 < n_it; c0 += k_chunk_items) {
-        const int c_items = min(k_chunk_items, n_it - c0);
-        const int kc0 = (item0 + c0) * IK;
-        // The next chunk's weights are requested before this chunk's x is staged (one chunk is one
-        // register batch), so their latency overlaps the staging as well as the mma work.
-        static_assert(k_chunk_items == k_group, "one register batch per x chunk");
-        if (c0 + k_group < n_it) load(c0 + k_group, wb, sb);
-        // Stage x[m, chunk]: warp w copies batch rows 2w, 2w + 1 (if < m) to `raw` and takes their amax;
-        // then every thread builds whole fragment entries (item, mma, lane) from `raw`.
-        __syncthreads();  // the previous chunk's fragments and raw x are no longer read
-        if (threadIdx.x < 16 && int(threadIdx.x) >= a.m) row_exp[threadIdx.x] = 0;  // padding rows
-        constexpr int F4 = CK / 4 / 32;                                             // float4 per lane and row
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-            const int r = 2 * warp + rr;
-            if (r >= a.m) break;
-            float mx = 0.0f;
-#pragma unroll
-            for (int f = 0; f < F4; ++f) {
-                const int kk = (f * 32 + lane) * 4;
-                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (kk < c_items * IK)
-                    v = *reinterpret_cast<const float4*>(a.x + int64_t(r) * a.k + kc0 + kk);
-                mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
-                float* d = raw + r * RS + raw_col<FMT>(kk);
-                d[0] = v.x, d[1] = v.y, d[2] = v.z, d[3] = v.w;
-            }
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, off));
-            if (lane == 0) row_exp[r] = mx > 0.0f ? max(ilogbf(mx) - 14, -100) : 0;
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < c_items * MMAS * 32; i += k_threads) {
-            const int ln = i & 31, j = (i >> 5) % MMAS, ci = (i >> 5) / MMAS;
-            const int gg = ln >> 2, tt = ln & 3;
-            uint4 hi = make_uint4(0, 0, 0, 0), lo = hi;
-            if (gg < a.m) {
-                float v[2][4];
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int r = gg + 8 * h;
-                    const float inv = r < a.m ? ldexpf(1.0f, -row_exp[r]) : 0.0f;
-#pragma unroll
-                    for (int p = 0; p < 4; ++p)
-                        v[h][p] =
-                            r < a.m ? raw[r * RS + raw_col<FMT>(ci * IK + kslot<FMT>(tt, j, p))] * inv : 0.0f;
-                }
-                // A registers: 0 (row g, slots 0/1), 1 (row g + 8, slots 0/1), 2 (row g, 2/3), 3 (row g + 8).
-                uint32_t* hr = reinterpret_cast<uint32_t*>(&hi);
-                uint32_t* lr = reinterpret_cast<uint32_t*>(&lo);
-#pragma unroll
-                for (int reg = 0; reg < 4; ++reg) {
-                    const float a0 = v[reg & 1][(reg >> 1) * 2], a1 = v[reg & 1][(reg >> 1) * 2 + 1];
-                    const __half2 h2 = __floats2half2_rn(a0, a1);
-                    const float2 hf = __half22float2(h2);
-                    const __half2 l2 = __floats2half2_rn(a0 - hf.x, a1 - hf.y);
-                    hr[reg] = *reinterpret_cast<const uint32_t*>(&h2);
-                    lr[reg] = *reinterpret_cast<const uint32_t*>(&l2);
-                }
-            }
-            frag_hi[i] = hi;
-            frag_lo[i] = lo;
-        }
-        __syncthreads();
-
-        float cc[2][4] = {};
-        for (int ci = 0; ci < c_items; ci += k_group) {
-#pragma unroll
-            for (int q = 0; q < k_group; ++q) {
-                if (ci + q >= c_items) break;
-#pragma unroll
-                for (int j = 0; j < MMAS; ++j) {
-                    const uint4 ah = frag_hi[((ci + q) * MMAS + j) * 32 + lane];
-                    const uint4 al = frag_lo[((ci + q) * MMAS + j) * 32 + lane];
-#pragma unroll
-                    for (int r = 0; r < 2; ++r) {
-                        uint32_t b0, b1;
-                        const uint32_t word = reinterpret_cast<const uint32_t*>(
-                            &wa[q][r])[FMT == cuda_stream_nvfp4 ? j / 2 : j];
-                        if constexpr (FMT == cuda_stream_nvfp4) {
-                            const uint32_t s2 = (j / 4) == 0 ? __byte_perm(sa[q][r], 0, 0x1010)
-                                                             : __byte_perm(sa[q][r], 0, 0x3232);
-                            const int sh = (j % 2) ? 4 : 12;  // pairs (0,4),(1,5) for even j; (2,6),(3,7) odd
-                            b0 = hmul2_bits(e2m1x2_bits(word << sh), s2);
-                            b1 = hmul2_bits(e2m1x2_bits(word << (sh - 4)), s2);
-                        } else {
-                            b0 = e4m3x2_half2(word);
-                            b1 = e4m3x2_half2(word >> 16);
-                        }
-                        mma16816(cc[r], ah, b0, b1);
-                        mma16816(cc[r], al, b0, b1);
-                    }
-                }
-            }
-#pragma unroll
-            for (int q = 0; q < k_group; ++q)
-#pragma unroll
-                for (int r = 0; r < 2; ++r) wa[q][r] = wb[q][r], sa[q][r] = sb[q][r];
-        }
-        // Scale this chunk's sums back: c0, c1 are batch row g, c2, c3 batch row g + 8.
-        const float s_lo = ldexpf(1.0f, row_exp[g]), s_hi = ldexpf(1.0f, row_exp[g + 8]);
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            acc[r][0] = fmaf(cc[r][0], s_lo, acc[r][0]);
-            acc[r][1] = fmaf(cc[r][1], s_lo, acc[r][1]);
-            acc[r][2] = fmaf(cc[r][2], s_hi, acc[r][2]);
-            acc[r][3] = fmaf(cc[r][3], s_hi, acc[r][3]);
-        }
-    }
-
-    // Outputs of this thread: batch rows g, g + 8; weight rows row_base + 8r + 2t + {0, 1}.
-    auto final_value = [&](float v, int row) {
-        float mul = P.out_mul;
-        if (P.fp8_scales) mul *= P.fp8_scales[a.gran == cuda_stream_scale_channel ? row : 0];
-        return fmaf(v, mul, P.bias ? P.bias[row] : 0.0f);
-    };
-    if (a.splits == 1) {
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int b = g + (e >= 2 ? 8 : 0), row = row_base + 8 * r + 2 * t + (e & 1);
-                if (b < a.m && row < P.n) P.y[int64_t(b) * P.n + row] = final_value(acc[r][e], row);
-            }
-        return;
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int b = g + (e >= 2 ? 8 : 0), row = row_base + 8 * r + 2 * t + (e & 1);
-            if (b < a.m && row < P.n)
-                a.partial[(int64_t(split) * a.m + b) * a.n_total + P.row0 + row] = acc[r][e];
-        }
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) is_last = atomicAdd(a.counters + rb, 1u) == unsigned(a.splits - 1);
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
-    const int rows0 = (rb - P.rb0) * k_block_rows;
-    for (int i = threadIdx.x; i < a.m * k_block_rows; i += k_threads) {
-        const int b = i / k_block_rows, row = rows0 + i % k_block_rows;
-        if (row >= P.n) continue;
-        float v = 0.0f;
-        for (int s = 0; s < a.splits; ++s)
-            v += __ldcg(a.partial + (int64_t(s) * a.m + b) * a.n_total + P.row0 + row);
-        P.y[int64_t(b) * P.n + row] = final_value(v, row);
-    }
-    if (threadIdx.x == 0) a.counters[rb] = 0;  // ready for the next launch (graph replays too)
-}
-
-// --- x prepared once per call (the default; NIBBLE_MMA_XPREP=0 selects mma_kernel above)
-//
 // mma_prep_kernel: block i turns x[:, item i] into the A fragments every warp of mma_xp_kernel loads for
-// that item, [MMAS][hi, lo][lane] uint4 (one warp-wide 16-byte load per fragment, 512 contiguous bytes),
-// and xscale[i][row] = 2^e, e from the row's amax over the item (rows >= m: zero fragments, 2^0). The
-// fragment entries are built exactly as mma_kernel builds them from its chunk (same kslot permutation, same
-// scale-then-split arithmetic); only the span of the amax differs (one item here, 4 there).
+// that item, [MMAS][hi (, lo)][lane] uint4 (one warp-wide 16-byte load per fragment, 512 contiguous bytes;
+// kslot permutation), and xscale[i][row] = 2^e, e from the row's amax over the item (rows >= m: zero
+// fragments, 2^0).
 template <int FMT, bool SPLIT>
 __global__ void __launch_bounds__(mma_traits<FMT>::MMAS * 32)
     mma_prep_kernel(const float* __restrict__ x, int m, int k, uint4* __restrict__ frag,
@@ -445,7 +225,7 @@ constexpr int xp_stage_uint4() {
     return (8 / NT) * mma_traits<FMT>::MMAS * (SPLIT ? 64 : 32) + (8 / NT) * 4;
 }
 
-// mma_xp_kernel: as mma_kernel, but x comes prepared (mma_prep_kernel). A warp owns NT n8 tiles (8·NT
+// mma_xp_kernel: the linear over x prepared by mma_prep_kernel. A warp owns NT n8 tiles (8·NT
 // weight rows, tile r = rows 8r + g), the block 8·8·NT rows; weights are prefetched KG = 8 / NT items ahead
 // into registers (2 · 4·KG·NT = 64 registers at either NT), and the same KG items' A fragments and scales
 // (KG · MMAS KB, shared by the block's warps) are copied ahead with cp.async into a 2-stage shared-memory
@@ -619,22 +399,6 @@ __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_const
     if (threadIdx.x == 0) a.counters[rb] = 0;  // ready for the next launch (graph replays too)
 }
 
-template <int FMT>
-constexpr size_t frag_smem() {
-    constexpr int CK = k_chunk_items * mma_traits<FMT>::ITEM_K;
-    constexpr int RS = CK + CK / (FMT == cuda_stream_nvfp4 ? 32 : 16) + 4;
-    return size_t(2) * k_chunk_items * mma_traits<FMT>::MMAS * 32 * sizeof(uint4) +
-           size_t(16) * RS * sizeof(float);
-}
-
-template <int FMT>
-cudaError_t launch(dim3 grid, const mma_args& a, cudaStream_t stream) {
-    static const cudaError_t set = cudaFuncSetAttribute(
-        mma_kernel<FMT>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(frag_smem<FMT>()));
-    if (set != cudaSuccess) return set;
-    return launch_pdl(mma_kernel<FMT>, grid, dim3(k_threads), frag_smem<FMT>(), stream, a);
-}
-
 // The prep, then the linear kernel; both with programmatic dependent launch (the linear kernel fetches its
 // first weights while the prep runs).
 template <int FMT, int NT, bool SPLIT>
@@ -652,15 +416,6 @@ cudaError_t launch_xprep(dim3 grid, const mma_args& a, uint4* frag, float* xscal
 
 int item_k(cuda_stream_format f) {
     return f == cuda_stream_nvfp4 ? 128 : 64;
-}
-
-// NIBBLE_MMA_XPREP=0: x staged per block and chunk (mma_kernel), for A/B measurements; else prepared once.
-bool xprep_enabled() {
-    static const bool on = [] {
-        const char* v = std::getenv("NIBBLE_MMA_XPREP");
-        return !(v && v[0] == '0');
-    }();
-    return on;
 }
 
 // Whether x enters mma_xp_kernel as FP16 hi + lo (two mma per step, ~2^-22 relative): when the caller
@@ -685,7 +440,7 @@ int xprep_tiles(int64_t m) {
 
 // Weight rows per block.
 int block_rows(int64_t m) {
-    return xprep_enabled() ? k_warps * 8 * xprep_tiles(m) : k_block_rows;
+    return k_warps * 8 * xprep_tiles(m);
 }
 
 // The split of k that best fills `slots` resident blocks with `row_blocks` row blocks.
@@ -726,17 +481,12 @@ cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, boo
     pl.split_items = (pl.items + pl.splits - 1) / pl.splits;
     const size_t partial =
         pl.splits > 1 ? size_t(pl.splits) * size_t(m) * size_t(pl.n_total) * sizeof(float) : 0;
-    if (xprep_enabled()) {
-        const int mmas = w0.format == cuda_stream_nvfp4 ? mma_traits<cuda_stream_nvfp4>::MMAS
-                                                        : mma_traits<cuda_stream_fp8>::MMAS;
-        pl.frag_off = k_counter_bytes;
-        pl.scale_off = pl.frag_off + size_t(pl.items) * mmas * (split ? 64 : 32) * sizeof(uint4);
-        pl.partial_off = pl.scale_off + size_t(pl.items) * 16 * sizeof(float);
-        pl.bytes = pl.partial_off + partial;
-    } else {
-        pl.partial_off = k_counter_bytes;
-        pl.bytes = pl.splits > 1 ? pl.partial_off + partial : 0;
-    }
+    const int mmas = w0.format == cuda_stream_nvfp4 ? mma_traits<cuda_stream_nvfp4>::MMAS
+                                                    : mma_traits<cuda_stream_fp8>::MMAS;
+    pl.frag_off = k_counter_bytes;
+    pl.scale_off = pl.frag_off + size_t(pl.items) * mmas * (split ? 64 : 32) * sizeof(uint4);
+    pl.partial_off = pl.scale_off + size_t(pl.items) * 16 * sizeof(float);
+    pl.bytes = pl.partial_off + partial;
     return cudaSuccess;
 }
 
@@ -801,32 +551,26 @@ cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_p
     a.splits = pl.splits;
     a.split_items = pl.split_items;
     a.n_total = pl.n_total;
-    if (pl.bytes > 0) {
-        if (!workspace || workspace_bytes < pl.bytes || reinterpret_cast<uintptr_t>(workspace) % 16)
-            return cudaErrorInvalidValue;
-        char* ws = static_cast<char*>(workspace);
-        a.counters = reinterpret_cast<unsigned*>(ws);
-        a.partial = reinterpret_cast<float*>(ws + pl.partial_off);
-        a.frag = reinterpret_cast<const uint4*>(ws + pl.frag_off);
-        a.xscale = reinterpret_cast<const float*>(ws + pl.scale_off);
-    }
+    if (!workspace || workspace_bytes < pl.bytes || reinterpret_cast<uintptr_t>(workspace) % 16)
+        return cudaErrorInvalidValue;
+    char* ws = static_cast<char*>(workspace);
+    a.counters = reinterpret_cast<unsigned*>(ws);
+    a.partial = reinterpret_cast<float*>(ws + pl.partial_off);
+    a.frag = reinterpret_cast<const uint4*>(ws + pl.frag_off);
+    a.xscale = reinterpret_cast<const float*>(ws + pl.scale_off);
     const dim3 grid(unsigned(rb), unsigned(pl.splits));
-    if (xprep_enabled()) {
-        uint4* frag = reinterpret_cast<uint4*>(static_cast<char*>(workspace) + pl.frag_off);
-        float* xscale = reinterpret_cast<float*>(static_cast<char*>(workspace) + pl.scale_off);
-        const bool wide = xprep_tiles(m) == 4;
-        if (w0.format == cuda_stream_nvfp4)
-            return split ? (wide ? launch_xprep<cuda_stream_nvfp4, 4, true>(grid, a, frag, xscale, stream)
-                                 : launch_xprep<cuda_stream_nvfp4, 2, true>(grid, a, frag, xscale, stream))
-                         : (wide ? launch_xprep<cuda_stream_nvfp4, 4, false>(grid, a, frag, xscale, stream)
-                                 : launch_xprep<cuda_stream_nvfp4, 2, false>(grid, a, frag, xscale, stream));
-        return split ? (wide ? launch_xprep<cuda_stream_fp8, 4, true>(grid, a, frag, xscale, stream)
-                             : launch_xprep<cuda_stream_fp8, 2, true>(grid, a, frag, xscale, stream))
-                     : (wide ? launch_xprep<cuda_stream_fp8, 4, false>(grid, a, frag, xscale, stream)
-                             : launch_xprep<cuda_stream_fp8, 2, false>(grid, a, frag, xscale, stream));
-    }
-    if (w0.format == cuda_stream_nvfp4) return launch<cuda_stream_nvfp4>(grid, a, stream);
-    return launch<cuda_stream_fp8>(grid, a, stream);
+    uint4* frag = reinterpret_cast<uint4*>(ws + pl.frag_off);
+    float* xscale = reinterpret_cast<float*>(ws + pl.scale_off);
+    const bool wide = xprep_tiles(m) == 4;
+    if (w0.format == cuda_stream_nvfp4)
+        return split ? (wide ? launch_xprep<cuda_stream_nvfp4, 4, true>(grid, a, frag, xscale, stream)
+                             : launch_xprep<cuda_stream_nvfp4, 2, true>(grid, a, frag, xscale, stream))
+                     : (wide ? launch_xprep<cuda_stream_nvfp4, 4, false>(grid, a, frag, xscale, stream)
+                             : launch_xprep<cuda_stream_nvfp4, 2, false>(grid, a, frag, xscale, stream));
+    return split ? (wide ? launch_xprep<cuda_stream_fp8, 4, true>(grid, a, frag, xscale, stream)
+                         : launch_xprep<cuda_stream_fp8, 2, true>(grid, a, frag, xscale, stream))
+                 : (wide ? launch_xprep<cuda_stream_fp8, 4, false>(grid, a, frag, xscale, stream)
+                         : launch_xprep<cuda_stream_fp8, 2, false>(grid, a, frag, xscale, stream));
 }
 
 }  // namespace nibble

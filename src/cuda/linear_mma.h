@@ -9,11 +9,10 @@
 // sharing format, k and FP8 granularity; nvfp4: k % 128 == 0; fp8: k % 64 == 0 and tensor or channel
 // scales (block scales are not taken); pointers 16-byte aligned (NVFP4 scales: 2-byte); otherwise
 // cudaErrorInvalidValue. `workspace` must hold cuda_linear_mma_workspace_bytes(...) bytes (x's prepared
-// fragments, 64 bytes per k, and split-K partial sums) and be zeroed once when allocated: its start holds
-// split-K counters that every launch leaves zero again, whatever its shapes (so one workspace serves every
-// layer). Two launches (x prep, then the linear, with programmatic dependent launch) on `stream`; calls
-// sharing a workspace must be ordered on one stream. Deterministic. NIBBLE_MMA_XPREP=0 (read once) selects
-// the former single kernel that stages x per block (A/B measurements).
+// fragments, 32 or 64 bytes per k, and split-K partial sums) and be zeroed once when allocated: its start
+// holds split-K counters that every launch leaves zero again, whatever its shapes (so one workspace serves
+// every layer). Two launches (x prep, then the linear, with programmatic dependent launch) on `stream`; calls
+// sharing a workspace must be ordered on one stream. Deterministic.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -25,8 +24,7 @@
 namespace nibble {
 
 bool cuda_linear_mma_supports(const cuda_stream_weight& w);
-// Workspace bytes: split-K counters, x's prepared fragments and split-K partial sums (NIBBLE_MMA_XPREP=0:
-// 0 when no split is needed).
+// Workspace bytes: split-K counters, x's prepared fragments and split-K partial sums.
 // exact_x: x as FP16 hi + lo (~2^-21, two mma per step) instead of hi only (2^-11), for fake-quantized
 // activations. The workspace size depends on it.
 size_t cuda_linear_mma_workspace_bytes(int64_t m, const cuda_stream_part* parts, int n_parts, bool exact_x);
