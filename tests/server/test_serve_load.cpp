@@ -109,6 +109,7 @@ void check_shutdown(int sig) {
     }
     int plain_status = 0;
     std::string plain_body;
+    std::atomic<bool> plain_done{false};
     std::thread plain([&] {
         httplib::Client c("127.0.0.1", srv.port());
         c.set_read_timeout(30);
@@ -118,10 +119,13 @@ void check_shutdown(int sig) {
             plain_status = r->status;
             plain_body = r->body;
         }
+        plain_done = true;
     });
-    // Both slots busy (streams, or the plain request) with a stream producing tokens, the rest
-    // queued. (The tiny model makes 2000 tokens in a few seconds: on a slow machine one request
-    // may finish before the others start.)
+    // Every request in (running, queued or done), both slots busy (streams, or the plain request)
+    // with a stream producing tokens, the rest queued. (The tiny model makes 2000 tokens in a few
+    // seconds: on a slow machine one request may finish before the others start. A request that
+    // reaches the server after the signal is answered 503 without a stream, so the signal waits
+    // for all five.)
     const auto t0 = std::chrono::steady_clock::now();
     auto n_streaming = [&] {
         int n = 0;
@@ -130,8 +134,11 @@ void check_shutdown(int sig) {
     };
     auto busy = [&] {
         const std::string m = get_metrics(srv.port());
-        return n_streaming() >= 1 && metric(m, "vllm:num_requests_running") == 2 &&
-               metric(m, "vllm:num_requests_waiting") >= 1;
+        const double running = metric(m, "vllm:num_requests_running");
+        const double waiting = metric(m, "vllm:num_requests_waiting");
+        int n_done = plain_done ? 1 : 0;
+        for (auto& s : streams) n_done += s->ended ? 1 : 0;
+        return n_streaming() >= 1 && running == 2 && waiting >= 1 && running + waiting + n_done >= 5;
     };
     while (!busy() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20))
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
