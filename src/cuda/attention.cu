@@ -19,11 +19,14 @@
 //   16 bytes of the stored type, the rows are not 16-byte aligned: a generic kernel (HDP 256, G 1) loads
 //   element pairs instead. FP32 math throughout; results do not depend on the split beyond float
 //   rounding.
-// Prefill chunks go through the same kernel (T blocks per KV head and split; the K/V rows of a chunk are
-// re-read per query token, from L2): correct and GQA-shared, not a tensor-core kernel.
+// Prefill chunks: tiles of one sequence's tokens go to the tensor-core kernel (attention_prefill.cu) when
+// it serves the step; this kernel and combine_kernel skip the tokens of those tiles. Everything else
+// (decode tokens, tiles that mix sequences, shapes and caches that kernel does not take) comes here: T
+// blocks per KV head and split, the K/V rows of a chunk re-read per query token from L2.
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/attention_prefill.h"
 #include "cuda/backend_ops.h"
 #include "cuda/kernel_util.cuh"
 #include "cuda/kv_cache.cuh"
@@ -141,8 +144,8 @@ __global__ void __launch_bounds__(k_threads)
     attention_kernel(const float* __restrict__ q, const typename KV::storage* __restrict__ kc,
                      const typename KV::storage* __restrict__ vc, const int32_t* __restrict__ slots,
                      const int32_t* __restrict__ positions, int nh, int nkv, int hd, int group, int n_chunks,
-                     kv_pages pages, int n_splits, int n_fill, float qscale, float* __restrict__ part_acc,
-                     float* __restrict__ part_ml, float* __restrict__ out) {
+                     kv_pages pages, int n_splits, int n_fill, float qscale, int T, int tc_tile,
+                     float* __restrict__ part_acc, float* __restrict__ part_ml, float* __restrict__ out) {
     kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
     kernel::grid_dependency_trigger();
     using L = lanes<KV, HDP, WIDE>;
@@ -154,6 +157,7 @@ __global__ void __launch_bounds__(k_threads)
 
     const int split = int(blockIdx.x % unsigned(n_splits));
     const int64_t t = blockIdx.x / unsigned(n_splits);
+    if (tc_tile > 0 && attention_tile_taken(slots, T, tc_tile, int(t))) return;  // the tensor-core kernel's
     const int kvh = int(blockIdx.y) / n_chunks, chunk = int(blockIdx.y) % n_chunks;
     const key_range r = split_keys(positions[t] + 1, split, n_splits, n_fill);
     if (r.begin >= r.end) return;
@@ -287,14 +291,15 @@ __global__ void __launch_bounds__(k_threads)
 
 // One block per (token, head) with more than one range: out = Σ_s 2^(m_s - M) acc_s / Σ_s 2^(m_s - M) l_s.
 __global__ void __launch_bounds__(k_threads)
-    combine_kernel(const int32_t* __restrict__ positions, int nh, int hd, int n_splits, int n_fill,
-                   const float* __restrict__ part_acc, const float* __restrict__ part_ml,
-                   float* __restrict__ out) {
+    combine_kernel(const int32_t* __restrict__ slots, const int32_t* __restrict__ positions, int nh, int hd,
+                   int n_splits, int n_fill, int T, int tc_tile, const float* __restrict__ part_acc,
+                   const float* __restrict__ part_ml, float* __restrict__ out) {
     kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
     kernel::grid_dependency_trigger();
     __shared__ float s_w[k_max_splits];
     __shared__ float s_inv;
     const int64_t row = blockIdx.x, t = row / nh;
+    if (tc_tile > 0 && attention_tile_taken(slots, T, tc_tile, int(t))) return;  // written by that kernel
     const int n = split_keys(positions[t] + 1, 0, n_splits, n_fill).n_ranges;
     if (n <= 1) return;  // written directly by attention_kernel
     const float* ml = part_ml + 2 * row * n_splits;
@@ -326,6 +331,7 @@ struct launch_args {
     const int32_t *slots, *positions;
     int64_t T, nh, layer;
     cuda_attention_split split;
+    int tc_tile;  // tokens per tensor-core tile (attention_prefill.h), 0 when that kernel is not launched
     float *part_acc, *part_ml, *out;
     cudaStream_t st;
 };
@@ -340,7 +346,8 @@ cudaError_t launch_main(const launch_args& a) {
         static_cast<const typename KV::storage*>(kv.k), static_cast<const typename KV::storage*>(kv.v),
         a.slots, a.positions, int(a.nh), int(kv.n_kv), int(kv.head_dim), group, n_chunks,
         kv_pages{kv.tables, kv.max_blocks, a.layer * kv.n_blocks << kv.block_shift, int(kv.block_shift)},
-        a.split.n_splits, a.split.n_fill, k_log2e / sqrtf(float(kv.head_dim)), a.part_acc, a.part_ml, a.out);
+        a.split.n_splits, a.split.n_fill, k_log2e / sqrtf(float(kv.head_dim)), int(a.T), a.tc_tile,
+        a.part_acc, a.part_ml, a.out);
 }
 
 template <class KV, int HDP, bool WIDE>
@@ -452,9 +459,24 @@ cudaError_t cuda_attention(const float* q, const cuda_kv_cache& kv, const int32_
     const int64_t parts = T * nh * split.n_splits;
     if (split.n_splits > 1 && (!scratch || scratch_floats < parts * (hd + 2))) return cudaErrorInvalidValue;
     if (T == 0) return cudaSuccess;
-    const launch_args a{q,   &kv,   slots, positions, T,
-                        nh,  layer, split, scratch,   scratch ? scratch + parts * hd : nullptr,
-                        out, st};
+    const int tc_tile = cuda_attention_prefill_tile(T, nh, kv);
+    if (tc_tile > 0) {
+        const cudaError_t e = cuda_attention_prefill(q, kv, slots, positions, T, nh, layer, tc_tile, out, st);
+        if (e != cudaSuccess) return e;
+    }
+    const launch_args a{q,
+                        &kv,
+                        slots,
+                        positions,
+                        T,
+                        nh,
+                        layer,
+                        split,
+                        tc_tile,
+                        scratch,
+                        scratch ? scratch + parts * hd : nullptr,
+                        out,
+                        st};
     cudaError_t e = cudaErrorInvalidValue;
     switch (kv.type) {
         case cuda_kv_f32:
@@ -468,8 +490,9 @@ cudaError_t cuda_attention(const float* q, const cuda_kv_cache& kv, const int32_
             break;
     }
     if (e != cudaSuccess || split.n_splits == 1) return e;
-    return launch_pdl(combine_kernel, dim3(unsigned(T * nh)), dim3(k_threads), 0, st, positions, int(nh),
-                      int(hd), split.n_splits, split.n_fill, a.part_acc, a.part_ml, out);
+    return launch_pdl(combine_kernel, dim3(unsigned(T * nh)), dim3(k_threads), 0, st, slots, positions,
+                      int(nh), int(hd), split.n_splits, split.n_fill, int(T), tc_tile, a.part_acc, a.part_ml,
+                      out);
 }
 
 }  // namespace nibble

@@ -7,6 +7,9 @@
 //   cuda_attention: 1e-5 absolute against cpu_backend::attention over the same stored values (unit-scale
 //     q, K, V; FP32 math, online softmax in exp2 vs the CPU's two-pass exp), for every KV dtype, split
 //     count and head shape; a token at position 0 returns its stored V bit for bit.
+//   cuda_attention with the tensor-core prefill path on (attention_prefill.h): 1e-4 absolute, same
+//     inputs: q and the probabilities enter the BF16 tensor cores as two terms each (2^-17 relative), K
+//     and V exactly, sums in FP32 (estimated worst ~3e-5 at unit scale).
 //   decode_bandwidth: timings only (printed; outputs checked finite).
 #include <gtest/gtest.h>
 
@@ -19,6 +22,7 @@
 
 #include "core/formats.h"
 #include "cpu/cpu_backend.h"
+#include "cuda/attention_prefill.h"
 #include "cuda/backend_ops.h"
 #include "cuda_test_util.h"
 
@@ -202,8 +206,16 @@ TEST(cuda_attention, plan_fits_its_scratch) {
             }
 }
 
+// Restores the tensor-core prefill switch when a test ends.
+struct prefill_switch {
+    bool was = cuda_attention_prefill_enabled();
+    explicit prefill_switch(bool on) { cuda_attention_set_prefill(on); }
+    ~prefill_switch() { cuda_attention_set_prefill(was); }
+};
+
 TEST(cuda_attention, matches_cpu_every_split_and_shape) {
     REQUIRE_GPU();
+    const prefill_switch split_kv_only(false);  // this test covers the split-KV kernel on every step
     // Wide 16-byte rows at hd 64/128/96/80/256 (GQA groups 3, 4, 12 = 8 + 4, 8 with FP8's 4-head blocks,
     // 1); hd 34 and 2 take the element-pair path.
     const head_shape shapes[] = {{6, 2, 64}, {6, 2, 128}, {32, 8, 128}, {12, 1, 128}, {16, 2, 80},
@@ -244,6 +256,71 @@ TEST(cuda_attention, matches_cpu_every_split_and_shape) {
             }
             std::printf("attention %-4s nh %2lld nkv %lld hd %3lld: worst |gpu - cpu| %.2g\n",
                         kv_cache_dtype_name(d), (long long)h.nh, (long long)h.nkv, (long long)h.hd, worst);
+        }
+}
+
+// The tensor-core prefill path on: steps whose tiles are one sequence's tokens (taken), tiles that mix
+// sequences and decode tokens (left to the split-KV kernel, which must skip exactly the taken ones, with
+// and without its combine kernel), positions out of order within a sequence (each row masks by its own),
+// the cache's last position, and shapes / caches the path does not take (all on the split-KV kernel).
+TEST(cuda_attention, prefill_tensor_cores_match_cpu) {
+    REQUIRE_GPU();
+    const prefill_switch on(true);
+    // Groups 1 (tiles of 64 tokens), 3 (21 tokens, 63 rows), 4 (16), 12 (5), 8 (8); hd 96 is not taken.
+    const head_shape shapes[] = {{4, 4, 64},   {6, 2, 64},   {6, 2, 128}, {32, 8, 128},
+                                 {12, 1, 128}, {16, 2, 128}, {8, 2, 96}};
+    const int64_t max_ctx = 1029, layer = 1;
+    uint32_t seed = 5000;
+    std::vector<attn_step> steps(5);
+    for (int32_t i = 0; i < 300; ++i) steps[0].slots.push_back(1), steps[0].pos.push_back(i);
+    for (int32_t i = 0; i < 200; ++i) steps[1].slots.push_back(0), steps[1].pos.push_back(500 + i);
+    for (int32_t i = 0; i < 100; ++i) steps[2].slots.push_back(1), steps[2].pos.push_back(i);
+    for (int32_t i = 0; i < 70; ++i) steps[2].slots.push_back(0), steps[2].pos.push_back(800 + i);
+    for (auto [sl, p] : {std::pair{1, 1028}, {0, 5}, {1, 64}})
+        steps[2].slots.push_back(sl), steps[2].pos.push_back(p);
+    for (int32_t i = 0; i < 100; ++i) steps[3].slots.push_back(0), steps[3].pos.push_back(1000 - i);
+    for (int32_t i = 0; i < 64; ++i) steps[3].slots.push_back(1), steps[3].pos.push_back(i);
+    for (int32_t i = 0; i < 64; ++i) steps[4].slots.push_back(0), steps[4].pos.push_back(965 + i);
+    for (const head_shape& h : shapes)
+        for (kv_cache_dtype d : {kv_cache_bf16, kv_cache_fp8, kv_cache_f32}) {
+            const model_config c = config_of(h, 2);
+            twin_cache tc(c, 2, max_ctx, d, seed);
+            seed += 8;
+            const int tt = cuda_attention_prefill_tile(300, c.n_heads, tc.kv);
+            const bool want_taken = d != kv_cache_f32 && (h.hd == 64 || h.hd == 128);
+            EXPECT_EQ(tt > 0, want_taken) << kv_cache_dtype_name(d) << " hd " << h.hd;
+            if (tt > 0) {
+                EXPECT_EQ(tt, 64 / (h.nh / h.nkv));
+            }
+            double worst = 0;
+            int taken = 0;
+            for (const attn_step& st : steps) {
+                const int64_t T = int64_t(st.slots.size());
+                for (int64_t t0 = 0; tt > 0 && t0 < T; t0 += tt) {
+                    bool same = true;
+                    for (int64_t t = t0; t < std::min(T, t0 + tt); ++t)
+                        same = same && st.slots[size_t(t)] == st.slots[size_t(t0)];
+                    taken += same;
+                }
+                const int64_t auto_scratch = cuda_attention_scratch_floats(c.n_heads, tc.kv, 132);
+                const std::vector<cuda_attention_split> splits = {
+                    {1, 1}, {7, 7}, cuda_attention_plan(T, c.n_heads, tc.kv, 132, auto_scratch)};
+                const step_case sc = cpu_case(tc, c, layer, st, seed++);
+                for (const cuda_attention_split& sp : splits) {
+                    const double e = gpu_error(tc, c, layer, st, sc, sp);
+                    worst = std::max(worst, e);
+                    EXPECT_LE(e, tt > 0 ? 1e-4 : 1e-5)
+                        << kv_cache_dtype_name(d) << " nh " << h.nh << " nkv " << h.nkv << " hd " << h.hd
+                        << ": " << T << " tokens, first at " << st.pos[0] << ", splits " << sp.n_splits;
+                }
+            }
+            if (tt > 0) {
+                EXPECT_GT(taken, 0);
+            }
+            std::printf(
+                "attention prefill-tc %-4s nh %2lld nkv %lld hd %3lld: tile %2d, %3d tiles taken, worst |gpu "
+                "- cpu| %.2g\n",
+                kv_cache_dtype_name(d), (long long)h.nh, (long long)h.nkv, (long long)h.hd, tt, taken, worst);
         }
 }
 
@@ -300,9 +377,11 @@ TEST(cuda_attention, cache_append_encodes_like_cpu) {
 }
 
 // Decode attention as the model runs it, timed: 32 q heads / 8 KV heads, hd 128, T = 1 at context 4096
-// (and T = 16 slots at 4096; prefill chunks of 256 at 0 and at 3840), over 8 layers in turn so that L2
-// (50 MB) does not hold the 16.8 MB (BF16) of K+V a layer reads. Prints the median per call and the
-// K+V bytes read over that time; the lead compares the GB/s with the copy bandwidth of the same GPU.
+// (and T = 16 slots at 4096; prefill chunks of 256 at 0 and at 3840, a 2048-token prompt; those on the
+// split-KV kernel alone and with the tensor-core path), over 8 layers in turn so that L2 (50 MB) does not
+// hold the 16.8 MB (BF16) of K+V a layer reads. Prints the median per call, the K+V bytes read over that
+// time (the lead compares the GB/s with the copy bandwidth of the same GPU) and the q·k + p·v FLOP rate
+// over the causal keys.
 TEST(cuda_attention, decode_bandwidth) {
     REQUIRE_GPU();
     const head_shape h{32, 8, 128};
@@ -339,12 +418,14 @@ TEST(cuda_attention, decode_bandwidth) {
             const char* name;
             std::vector<int32_t> slots, pos;
         };
-        std::vector<bench_step> steps(4);
+        std::vector<bench_step> steps(5);
         steps[0] = {"decode T=1 ctx 4096", {0}, {4095}};
         steps[1].name = "decode T=16 ctx 4096";
         for (int32_t s = 0; s < 16; ++s) steps[1].slots.push_back(s), steps[1].pos.push_back(4095);
         steps[2].name = "prefill 256 at 0";
         steps[3].name = "prefill 256 at 3840";
+        steps[4].name = "prefill 2048 at 0";
+        for (int32_t i = 0; i < 2048; ++i) steps[4].slots.push_back(1), steps[4].pos.push_back(i);
         for (int32_t i = 0; i < 256; ++i) {
             steps[2].slots.push_back(0), steps[2].pos.push_back(i);
             steps[3].slots.push_back(0), steps[3].pos.push_back(3840 + i);
@@ -360,27 +441,36 @@ TEST(cuda_attention, decode_bandwidth) {
             std::vector<cuda_attention_split> splits = {plan};
             if (T == 1)
                 for (int n : {1, 8, 16, 32, 64}) splits.push_back({n, n});
-            for (const cuda_attention_split& sp : splits) {
-                if (sp.n_splits > 1 && T * h.nh * sp.n_splits * (h.hd + 2) > scratch_floats) continue;
-                std::vector<float> ms;
-                for (int rep = 0; rep < 12; ++rep) {
-                    NIBBLE_CUDA_CHECK(cudaEventRecord(e0, st));
-                    for (int64_t l = 0; l < n_layers; ++l)
-                        NIBBLE_CUDA_CHECK(cuda_attention(q.p, kv, slots_d.p, pos_d.p, T, h.nh, l, sp,
-                                                         scratch.p, scratch_floats, out.p, st));
-                    NIBBLE_CUDA_CHECK(cudaEventRecord(e1, st));
-                    NIBBLE_CUDA_CHECK(cudaEventSynchronize(e1));
-                    float t = 0;
-                    NIBBLE_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-                    if (rep >= 2) ms.push_back(t / float(n_layers));
+            double flops = 0;  // q·k and p·v over the causal keys
+            for (int32_t p : b.pos) flops += 4.0 * double(p + 1) * double(h.nh) * double(h.hd);
+            // Prefill steps: the split-KV kernel alone, then with the tensor-core path.
+            for (int tc_on = 0; tc_on < (T >= 64 ? 2 : 1); ++tc_on)
+                for (const cuda_attention_split& sp : splits) {
+                    const prefill_switch sw(tc_on == 1);
+                    if (sp.n_splits > 1 && T * h.nh * sp.n_splits * (h.hd + 2) > scratch_floats) continue;
+                    std::vector<float> ms;
+                    for (int rep = 0; rep < 12; ++rep) {
+                        NIBBLE_CUDA_CHECK(cudaEventRecord(e0, st));
+                        for (int64_t l = 0; l < n_layers; ++l)
+                            NIBBLE_CUDA_CHECK(cuda_attention(q.p, kv, slots_d.p, pos_d.p, T, h.nh, l, sp,
+                                                             scratch.p, scratch_floats, out.p, st));
+                        NIBBLE_CUDA_CHECK(cudaEventRecord(e1, st));
+                        NIBBLE_CUDA_CHECK(cudaEventSynchronize(e1));
+                        float t = 0;
+                        NIBBLE_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+                        if (rep >= 2) ms.push_back(t / float(n_layers));
+                    }
+                    std::sort(ms.begin(), ms.end());
+                    const double us = double(ms[ms.size() / 2]) * 1e3;
+                    std::printf(
+                        "attention %-4s %-22s splits %2d fill %2d%s%s: %9.2f us, K+V %7.2f MB, %7.1f GB/s, "
+                        "%6.1f "
+                        "TFLOP/s\n",
+                        kv_cache_dtype_name(d), b.name, sp.n_splits, sp.n_fill,
+                        &sp == &splits[0] ? " (plan)" : "",
+                        tc_on && cuda_attention_prefill_tile(T, h.nh, kv) > 0 ? " tensor cores" : "", us,
+                        kv_bytes / 1e6, kv_bytes / (us * 1e3), flops / (us * 1e6));
                 }
-                std::sort(ms.begin(), ms.end());
-                const double us = double(ms[ms.size() / 2]) * 1e3;
-                std::printf(
-                    "attention %-4s %-22s splits %2d fill %2d%s: %8.2f us, K+V %7.2f MB, %7.1f GB/s\n",
-                    kv_cache_dtype_name(d), b.name, sp.n_splits, sp.n_fill,
-                    &sp == &splits[0] ? " (plan)" : "", us, kv_bytes / 1e6, kv_bytes / (us * 1e3));
-            }
             std::vector<float> o(size_t(T * qd));
             NIBBLE_CUDA_CHECK(cudaMemcpy(o.data(), out.p, o.size() * sizeof(float), cudaMemcpyDeviceToHost));
             for (float x : o) ASSERT_TRUE(std::isfinite(x)) << b.name;
