@@ -12,6 +12,7 @@ rm -rf .device
 mkdir -p .device/lib
 cp "$build/nibble" .device/
 [ -f "$build/tests/cuda/test_cuda_ops" ] && cp "$build/tests/cuda/test_cuda_ops" .device/
+[ -f "$build/bench/gemv_variants" ] && cp "$build/bench/gemv_variants" .device/
 for lib in libutf8proc.so.2 libcpp-httplib.so.0.11 libpcre2-8.so.0 libbrotlidec.so.1 libbrotlienc.so.1 \
            libbrotlicommon.so.1; do
     cp -L "/lib/x86_64-linux-gnu/$lib" .device/lib/
@@ -22,7 +23,7 @@ if [ -f "$tok/tokenizer.json" ]; then
     mkdir -p .device/qwen3-tok
     cp "$tok"/tokenizer.json "$tok"/tokenizer_config.json .device/qwen3-tok/
 fi
-strip .device/nibble .device/test_cuda_ops 2>/dev/null || true
+strip .device/nibble .device/test_cuda_ops .device/gemv_variants 2>/dev/null || true
 tar cJf /tmp/nibble-pack.tar.xz -C .device .
 rm -rf .device
 mkdir .device

@@ -2,7 +2,7 @@
 # Runs on the GPU machine (the `run` tool, repository root) over a build packed by tools/device_pack.sh:
 # the CUDA op tests, `nibble bench --kernels`, then `nibble bench` on synthetic Qwen3-8B checkpoints in
 # each scheme. Logs and JSON go to $OUT; a short summary is printed last.
-#   bash tools/gpu_check.sh [tests|kernels|e2e]...   (default: all three)
+#   bash tools/gpu_check.sh [tests|kernels|variants|e2e]...   (default: tests kernels e2e)
 set -u
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
@@ -24,6 +24,11 @@ for p in "${parts[@]}"; do
       grep -E '^\[  FAILED' "$OUT/tests.log" | sort -u | head -20
       grep -E -A3 'Failure$' "$OUT/tests.log" | head -40
       grep -E '^(e2e|linear) ' "$OUT/tests.log" | head -60 > "$OUT/tests-short.txt"
+      ;;
+    variants)  # NVFP4 GEMV design variants against the production kernel (bench/gemv_variants.cu)
+      .device/gemv_variants ${VARIANT_ARGS:-} > "$OUT/variants.txt" 2>&1
+      summary+=("variants rc $?")
+      cat "$OUT/variants.txt"
       ;;
     kernels)
       $N bench --kernels ${KERNEL_ARGS:-} > "$OUT/kernels.txt" 2>&1

@@ -326,7 +326,23 @@ cudaError_t launch(const float* q, const cuda_kv_cache& kv, const int32_t* slots
 
 template <class KV>
 size_t layout_bytes(int64_t hd) {
-    return hd == 64 ? tc_layout<KV, 64>::bytes : tc_layout<KV, 128>::bytes;
+    return hd == 32   ? tc_layout<KV, 32>::bytes
+           : hd == 64 ? tc_layout<KV, 64>::bytes
+                      : tc_layout<KV, 128>::bytes;
+}
+
+template <class KV>
+cudaError_t launch_hd(const float* q, const cuda_kv_cache& kv, const int32_t* slots, const int32_t* positions,
+                      int64_t T, int64_t nh, int64_t layer, int tt, float* out, cudaStream_t st) {
+    switch (kv.head_dim) {
+        case 32:
+            return launch<KV, 32>(q, kv, slots, positions, T, nh, layer, tt, out, st);
+        case 64:
+            return launch<KV, 64>(q, kv, slots, positions, T, nh, layer, tt, out, st);
+        case 128:
+            return launch<KV, 128>(q, kv, slots, positions, T, nh, layer, tt, out, st);
+    }
+    return cudaErrorInvalidValue;
 }
 
 // -1: not looked up yet; else whether NIBBLE_TC_ATTENTION=1 (set_prefill overrides).
@@ -353,7 +369,7 @@ bool cuda_attention_prefill_enabled() {
 int cuda_attention_prefill_tile(int64_t T, int64_t nh, const cuda_kv_cache& kv) {
     if (!enabled() || T < k_min_tokens || kv.n_kv <= 0 || nh % kv.n_kv) return 0;
     if (kv.type != cuda_kv_bf16 && kv.type != cuda_kv_fp8) return 0;
-    if (kv.head_dim != 64 && kv.head_dim != 128) return 0;
+    if (kv.head_dim != 32 && kv.head_dim != 64 && kv.head_dim != 128) return 0;
     const int64_t group = nh / kv.n_kv;
     if (group > k_rows) return 0;
     static int major = -1, optin = 0;
@@ -378,14 +394,11 @@ cudaError_t cuda_attention_prefill(const float* q, const cuda_kv_cache& kv, cons
                                    float* out, cudaStream_t st) {
     const int64_t hd = kv.head_dim;
     if (T <= 0 || tt <= 0 || kv.n_kv <= 0 || nh % kv.n_kv || (nh / kv.n_kv) * tt > k_rows ||
-        (hd != 64 && hd != 128) || layer < 0 || layer >= kv.n_layers || T > INT32_MAX)
+        (hd != 32 && hd != 64 && hd != 128) || layer < 0 || layer >= kv.n_layers || T > INT32_MAX)
         return cudaErrorInvalidValue;
     if (kv.type == cuda_kv_bf16)
-        return hd == 64 ? launch<kv_bf16, 64>(q, kv, slots, positions, T, nh, layer, tt, out, st)
-                        : launch<kv_bf16, 128>(q, kv, slots, positions, T, nh, layer, tt, out, st);
-    if (kv.type == cuda_kv_fp8)
-        return hd == 64 ? launch<kv_fp8, 64>(q, kv, slots, positions, T, nh, layer, tt, out, st)
-                        : launch<kv_fp8, 128>(q, kv, slots, positions, T, nh, layer, tt, out, st);
+        return launch_hd<kv_bf16>(q, kv, slots, positions, T, nh, layer, tt, out, st);
+    if (kv.type == cuda_kv_fp8) return launch_hd<kv_fp8>(q, kv, slots, positions, T, nh, layer, tt, out, st);
     return cudaErrorInvalidValue;
 }
 

@@ -24,7 +24,7 @@ void cuda_attention_set_prefill(bool on);
 // Tokens per tile when the tensor-core path serves a step of T tokens with nh q heads over kv: 64 query
 // rows (token, q head of the KV head's group) per block, so tt = 64 / group; 0 (the split-KV kernel takes
 // every token) when the path is off, for T < 64, a KV cache other than BF16 / FP8, head_dim other than
-// 64 / 128, a group above 64, a GPU before sm_80 or one without the kernel's shared memory.
+// 32 / 64 / 128, a group above 64, a GPU before sm_80 or one without the kernel's shared memory.
 int cuda_attention_prefill_tile(int64_t T, int64_t nh, const cuda_kv_cache& kv);
 
 // The tensor-core kernel over the taken tiles of a step (tt from cuda_attention_prefill_tile, > 0):

@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda/attention_prefill.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device.h"
 
@@ -39,6 +40,15 @@ struct device_copy : device_buffer<T> {
     explicit device_copy(const std::vector<T>& h) : device_buffer<T>(h.size()) {
         NIBBLE_CUDA_CHECK(cudaMemcpy(this->p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
     }
+};
+
+// Sets the tensor-core prefill attention switch (attention_prefill.h) for a scope, restores it after.
+struct prefill_attention_switch {
+    bool was = cuda_attention_prefill_enabled();
+    explicit prefill_attention_switch(bool on) { cuda_attention_set_prefill(on); }
+    ~prefill_attention_switch() { cuda_attention_set_prefill(was); }
+    prefill_attention_switch(const prefill_attention_switch&) = delete;
+    prefill_attention_switch& operator=(const prefill_attention_switch&) = delete;
 };
 
 }  // namespace nibble::test

@@ -206,16 +206,10 @@ TEST(cuda_attention, plan_fits_its_scratch) {
             }
 }
 
-// Restores the tensor-core prefill switch when a test ends.
-struct prefill_switch {
-    bool was = cuda_attention_prefill_enabled();
-    explicit prefill_switch(bool on) { cuda_attention_set_prefill(on); }
-    ~prefill_switch() { cuda_attention_set_prefill(was); }
-};
-
 TEST(cuda_attention, matches_cpu_every_split_and_shape) {
     REQUIRE_GPU();
-    const prefill_switch split_kv_only(false);  // this test covers the split-KV kernel on every step
+    const test::prefill_attention_switch split_kv_only(
+        false);  // this test covers the split-KV kernel on every step
     // Wide 16-byte rows at hd 64/128/96/80/256 (GQA groups 3, 4, 12 = 8 + 4, 8 with FP8's 4-head blocks,
     // 1); hd 34 and 2 take the element-pair path.
     const head_shape shapes[] = {{6, 2, 64}, {6, 2, 128}, {32, 8, 128}, {12, 1, 128}, {16, 2, 80},
@@ -265,10 +259,11 @@ TEST(cuda_attention, matches_cpu_every_split_and_shape) {
 // the cache's last position, and shapes / caches the path does not take (all on the split-KV kernel).
 TEST(cuda_attention, prefill_tensor_cores_match_cpu) {
     REQUIRE_GPU();
-    const prefill_switch on(true);
-    // Groups 1 (tiles of 64 tokens), 3 (21 tokens, 63 rows), 4 (16), 12 (5), 8 (8); hd 96 is not taken.
+    const test::prefill_attention_switch on(true);
+    // Groups 1 (tiles of 64 tokens), 3 (21 tokens, 63 rows), 4 (16), 12 (5), 8 (8), 2 at hd 32 (the bundled
+    // models' heads); hd 96 is not taken.
     const head_shape shapes[] = {{4, 4, 64},   {6, 2, 64},   {6, 2, 128}, {32, 8, 128},
-                                 {12, 1, 128}, {16, 2, 128}, {8, 2, 96}};
+                                 {12, 1, 128}, {16, 2, 128}, {4, 2, 32},  {8, 2, 96}};
     const int64_t max_ctx = 1029, layer = 1;
     uint32_t seed = 5000;
     std::vector<attn_step> steps(5);
@@ -287,7 +282,7 @@ TEST(cuda_attention, prefill_tensor_cores_match_cpu) {
             twin_cache tc(c, 2, max_ctx, d, seed);
             seed += 8;
             const int tt = cuda_attention_prefill_tile(300, c.n_heads, tc.kv);
-            const bool want_taken = d != kv_cache_f32 && (h.hd == 64 || h.hd == 128);
+            const bool want_taken = d != kv_cache_f32 && (h.hd == 32 || h.hd == 64 || h.hd == 128);
             EXPECT_EQ(tt > 0, want_taken) << kv_cache_dtype_name(d) << " hd " << h.hd;
             if (tt > 0) {
                 EXPECT_EQ(tt, 64 / (h.nh / h.nkv));
@@ -446,7 +441,7 @@ TEST(cuda_attention, decode_bandwidth) {
             // Prefill steps: the split-KV kernel alone, then with the tensor-core path.
             for (int tc_on = 0; tc_on < (T >= 64 ? 2 : 1); ++tc_on)
                 for (const cuda_attention_split& sp : splits) {
-                    const prefill_switch sw(tc_on == 1);
+                    const test::prefill_attention_switch sw(tc_on == 1);
                     if (sp.n_splits > 1 && T * h.nh * sp.n_splits * (h.hd + 2) > scratch_floats) continue;
                     std::vector<float> ms;
                     for (int rep = 0; rep < 12; ++rep) {

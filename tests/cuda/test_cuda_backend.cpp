@@ -651,9 +651,18 @@ TEST_P(cuda_end_to_end, matches_cpu_backend) {
     model_runner rc(dir, opt);
     opt.device = "cuda";
     model_runner rg(dir, opt);
+    // The golden prompts, then all of them as one prompt with the tensor-core prefill attention on (it
+    // takes steps of 64 tokens and more; attention_prefill.h), so that the model path runs it too.
+    std::vector<std::pair<std::string, std::vector<int32_t>>> prompts;
+    std::vector<int32_t> all;
     for (const auto& p : g["prompts"]) {
-        const std::string name = p["name"];
-        const std::vector<int32_t> ids = p["ids"].get<std::vector<int32_t>>();
+        prompts.emplace_back(p["name"].get<std::string>(), p["ids"].get<std::vector<int32_t>>());
+        all.insert(all.end(), prompts.back().second.begin(), prompts.back().second.end());
+    }
+    while (all.size() < 64) all.insert(all.end(), all.begin(), all.end());
+    prompts.emplace_back("all_tc_attn", all);
+    for (const auto& [name, ids] : prompts) {
+        const test::prefill_attention_switch tc(name == "all_tc_attn" || cuda_attention_prefill_enabled());
         greedy_result a = greedy(rc, ids, 32), b = greedy(rg, ids, 32);
         double mx = 0, sum = 0;
         for (size_t i = 0; i < a.first_logits.size(); ++i) {
