@@ -4,7 +4,8 @@
 // 2026-12-01): the memory access pattern (mem-only: the same loads, no decode), the bytes in flight (ring
 // depth), dependent FMA chains (ilp: two partial sums per row), or the instructions per weight (hfma2: x
 // in FP16, 8 products per group summed as half2, FP32 across groups: ~2.75 instead of ~4.8 instructions
-// per weight, at the price of FP16 rounding inside a 16-weight group).
+// per weight, at the price of FP16 rounding inside a 16-weight group; hfma2-word: 4 products per half2
+// sum, one per 8-weight word, ~3 instructions per weight).
 //
 //   gemv_variants [--reps N] [--shapes NxK,...]
 //
@@ -45,9 +46,17 @@ namespace {
         }                                                                                            \
     } while (0)
 
-enum mode : int { mem_only = 0, fp32 = 1, fp32_ilp = 2, hfma2 = 3 };
+enum mode : int { mem_only = 0, fp32 = 1, fp32_ilp = 2, hfma2 = 3, hfma2_word = 4 };
+// hfma2 / hfma2_word: x in FP16, products summed as half2 over a 16-weight group / over each 8-weight word.
+constexpr bool half_x(int m) {
+    return m == hfma2 || m == hfma2_word;
+}
 const char* mode_name(int m) {
-    return m == mem_only ? "mem-only" : m == fp32 ? "fp32" : m == fp32_ilp ? "fp32-ilp" : "hfma2";
+    return m == mem_only   ? "mem-only"
+           : m == fp32     ? "fp32"
+           : m == fp32_ilp ? "fp32-ilp"
+           : m == hfma2    ? "hfma2"
+                           : "hfma2-word";
 }
 
 constexpr int k_threads = 256, k_warps = 8, k_rows = 2, k_units = 2, k_span = 32 * k_units;
@@ -60,7 +69,7 @@ constexpr size_t ring_bytes() {
 }
 template <int MODE>
 size_t x_bytes(int k) {
-    return MODE == hfma2 ? size_t(k / 32) * k_xh * 4 : size_t(k / 32) * k_xf * 4;
+    return half_x(MODE) ? size_t(k / 32) * k_xh * 4 : size_t(k / 32) * k_xf * 4;
 }
 
 template <int MODE, int DEPTH>
@@ -108,7 +117,7 @@ __global__ void __launch_bounds__(k_threads, 2)
     // x into shared memory: FP32 as is; hfma2: × 2^e (amax to [2^14, 2^15)) as half2 pairs (k, k + 4) of
     // each 8-value word, the order the decode makes.
     float xmul_out = 1.0f;
-    if constexpr (MODE == hfma2) {
+    if constexpr (half_x(MODE)) {
         float mx = 0.0f;
         for (int i = threadIdx.x; i < k; i += k_threads) mx = fmaxf(mx, fabsf(x[i]));
         for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -163,25 +172,27 @@ __global__ void __launch_bounds__(k_threads, 2)
 #pragma unroll
                 for (int g = 0; g < 2; ++g) {
                     float part[k_rows] = {};
-                    if constexpr (MODE == hfma2) {
+                    if constexpr (half_x(MODE)) {
                         const uint4 xa = *reinterpret_cast<const uint4*>(xs + (u0 + u) * k_xh + 8 * g);
                         const uint4 xb = *reinterpret_cast<const uint4*>(xs + (u0 + u) * k_xh + 8 * g + 4);
                         const uint32_t xw[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
 #pragma unroll
                         for (int r = 0; r < k_rows; ++r) {
-                            __half2 h = __float2half2_rn(0.0f);
+                            __half2 h[2] = {__float2half2_rn(0.0f), __float2half2_rn(0.0f)};
 #pragma unroll
                             for (int hh = 0; hh < 2; ++hh) {
                                 const uint32_t word = reinterpret_cast<const uint32_t*>(&wv[r])[2 * g + hh];
+                                __half2& acc2 = h[MODE == hfma2_word ? hh : 0];
 #pragma unroll
                                 for (int q = 0; q < 4; ++q) {
                                     const uint32_t t = word << (12 - 4 * q);
                                     const uint32_t wb = (t & 0x80008000u) | ((t & 0x70007000u) >> 3);
-                                    h = __hfma2(*reinterpret_cast<const __half2*>(&wb),
-                                                *reinterpret_cast<const __half2*>(&xw[4 * hh + q]), h);
+                                    acc2 = __hfma2(*reinterpret_cast<const __half2*>(&wb),
+                                                   *reinterpret_cast<const __half2*>(&xw[4 * hh + q]), acc2);
                                 }
                             }
-                            part[r] = __low2float(h) + __high2float(h);
+                            part[r] = (__low2float(h[0]) + __high2float(h[0])) +
+                                      (MODE == hfma2_word ? __low2float(h[1]) + __high2float(h[1]) : 0.0f);
                         }
                     } else {
                         float p2[k_rows][2] = {};
@@ -261,7 +272,8 @@ void launch_variant(const variant& v, const uint8_t* w, const uint8_t* sc, const
     V(mem_only, 3)
     V(mem_only, 6)
     V(fp32, 3)
-    V(fp32, 5) V(fp32_ilp, 3) V(fp32_ilp, 5) V(hfma2, 3) V(hfma2, 5)
+    V(fp32, 5)
+    V(fp32_ilp, 3) V(fp32_ilp, 5) V(hfma2, 3) V(hfma2, 5) V(hfma2_word, 3) V(hfma2_word, 5)
 #undef V
         std::fprintf(stderr, "no variant %d/%d\n", v.mode, v.depth);
     std::exit(1);
@@ -333,9 +345,9 @@ int main(int argc, char** argv) {
     std::printf("%s, %d SMs; copy bandwidth %.0f GB/s (1 GiB D2D, read + write)\n", prop.name, n_sm,
                 copy_gbps);
 
-    const std::vector<variant> variants = {{-1, 0},    {-2, 0},   {mem_only, 3}, {mem_only, 6},
-                                           {fp32, 3},  {fp32, 5}, {fp32_ilp, 3}, {fp32_ilp, 5},
-                                           {hfma2, 3}, {hfma2, 5}};
+    const std::vector<variant> variants = {{-1, 0},    {-2, 0},    {mem_only, 3},   {mem_only, 6},
+                                           {fp32, 3},  {fp32, 5},  {fp32_ilp, 3},   {fp32_ilp, 5},
+                                           {hfma2, 3}, {hfma2, 5}, {hfma2_word, 3}, {hfma2_word, 5}};
     std::printf("%-12s %-16s %9s %8s %7s %10s\n", "shape", "variant", "us", "GB/s", "% copy", "rel err");
     size_t pos = 0;
     while (pos < shapes.size()) {

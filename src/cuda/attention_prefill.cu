@@ -79,6 +79,16 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// A split in two terms against two n8 tiles of B (one ldmatrix x4): c0 += (hi + lo)·(b0, b1), c1 += (hi +
+// lo)·(b2, b3).
+__device__ __forceinline__ void mma_split_x2(float (&c0)[4], float (&c1)[4], const uint32_t (&hi)[4],
+                                             const uint32_t (&lo)[4], const uint32_t (&b)[4]) {
+    mma_bf16(c0, hi, b[0], b[1]);
+    mma_bf16(c0, lo, b[0], b[1]);
+    mma_bf16(c1, hi, b[2], b[3]);
+    mma_bf16(c1, lo, b[2], b[3]);
+}
+
 // (x0, x1) -> BF16 pairs hi = bf16(x), lo = bf16(x - hi), element 0 in the low half.
 __device__ __forceinline__ void split_bf16x2(float x0, float x1, uint32_t& hi, uint32_t& lo) {
     const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
@@ -208,10 +218,7 @@ __global__ void __launch_bounds__(k_threads, 2)
             for (int np = 0; np < k_keys / 16; ++np) {
                 uint32_t b[4];
                 ldsm_x4(b, K + (16 * np + kb_row) * LD + 16 * kk + kb_col);
-                mma_bf16(s[2 * np], ah, b[0], b[1]);
-                mma_bf16(s[2 * np], al, b[0], b[1]);
-                mma_bf16(s[2 * np + 1], ah, b[2], b[3]);
-                mma_bf16(s[2 * np + 1], al, b[2], b[3]);
+                mma_split_x2(s[2 * np], s[2 * np + 1], ah, al, b);
             }
         }
         // Causal mask, row max over the quad of lanes holding the row, online-softmax rescale.
@@ -271,10 +278,7 @@ __global__ void __launch_bounds__(k_threads, 2)
             for (int dp = 0; dp < HD / 16; ++dp) {
                 uint32_t b[4];
                 ldsm_x4_trans(b, vt + (16 * kk + vb_row) * LD + 16 * dp + vb_col);
-                mma_bf16(o[2 * dp], ph, b[0], b[1]);
-                mma_bf16(o[2 * dp], pl, b[0], b[1]);
-                mma_bf16(o[2 * dp + 1], ph, b[2], b[3]);
-                mma_bf16(o[2 * dp + 1], pl, b[2], b[3]);
+                mma_split_x2(o[2 * dp], o[2 * dp + 1], ph, pl, b);
             }
         }
         __syncthreads();  // every warp is done with V(j) (and K(j)) before they are refilled

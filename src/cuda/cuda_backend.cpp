@@ -68,6 +68,8 @@ cuda_backend::cuda_backend(int device) : device_(device) {
     const char* lin = std::getenv("NIBBLE_LINEAR");
     mma_off_ = lin && std::string(lin) == "stream";
     if (lin && std::string(lin) == "mma") mma_min_rows_ = 1;
+    const char* fa = std::getenv("NIBBLE_FUSED_ACT");
+    fused_act_ = !(fa && std::string(fa) == "0");
     if (const char* r = std::getenv("NIBBLE_BF16_TC_MIN_ROWS")) bf16_tc_min_rows_ = std::max(1, std::atoi(r));
     const char* f16 = std::getenv("NIBBLE_PREFILL_F16");
     f16_prefill_ = !(f16 && f16[0] == '0');
@@ -545,10 +547,41 @@ bool cuda_backend::bf16_on_tensor_cores(const linear_weight& w, int64_t rows) co
     return w.format == weight_format_dense && w.weight.type == dtype_bf16 && rows >= bf16_tc_min_rows_;
 }
 
+bool cuda_backend::mma_takes(int64_t rows, const cuda_stream_part* parts) const {
+    // m <= 2 stays on the CUDA-core kernel: measured faster there (H200, 2026-12-01).
+    return !mma_off_ && rows >= mma_min_rows_ && rows <= 16 && cuda_linear_mma_supports(parts[0].w);
+}
+
+const float* cuda_backend::stream_input(const float* x, int64_t rows, const linear_weight& w,
+                                        cuda_stream_part* parts, int n_parts) {
+    cuda_stream_act act = cuda_stream_act_none;
+    float scale = 1.0f;
+    switch (w.act) {
+        case act_format_nvfp4:
+            act = cuda_stream_act_nvfp4;
+            scale = w.input_global_scale;
+            break;
+        case act_format_fp8_token:
+            act = cuda_stream_act_fp8_token;
+            break;
+        case act_format_fp8_static:
+            act = cuda_stream_act_fp8_static;
+            scale = w.fp8_input_scale;
+            break;
+        default:
+            break;
+    }
+    if (!fused_act_ || act == cuda_stream_act_none) return quantize_input(x, rows, w);
+    for (int i = 0; i < n_parts; ++i) {
+        parts[i].w.act = act;
+        parts[i].w.act_scale = scale;
+    }
+    return x;
+}
+
 bool cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts,
                               bool exact_x) {
-    // m <= 2 stays on the CUDA-core kernel: measured faster there (H200, 2026-12-01).
-    if (mma_off_ || rows < mma_min_rows_ || rows > 16 || !cuda_linear_mma_supports(parts[0].w)) return false;
+    if (!mma_takes(rows, parts)) return false;
     grow(mma_ws_, cuda_linear_mma_workspace_bytes(rows, parts, n_parts, exact_x), true);
     NIBBLE_CUDA_CHECK(
         cuda_linear_mma_parts(x, rows, parts, n_parts, exact_x, mma_ws_.p, mma_ws_.bytes, stream_));
@@ -567,9 +600,12 @@ void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight&
         p[i].bias = ws[i]->bias.empty() ? nullptr : f32(ws[i]->bias);
         p[i].y = outs[i];
     }
-    const float* xa = quantize_input(x, rows, q);
-    if (!linear_mma(xa, rows, p, 3, q.act != act_format_none))
-        NIBBLE_CUDA_CHECK(cuda_linear_stream_parts(xa, rows, p, 3, stream_));
+    if (mma_takes(rows, p)) {
+        linear_mma(quantize_input(x, rows, q), rows, p, 3, q.act != act_format_none);
+        return;
+    }
+    const float* xs = stream_input(x, rows, q, p, 3);
+    NIBBLE_CUDA_CHECK(cuda_linear_stream_parts(xs, rows, p, 3, stream_));
 }
 
 void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weight& gate,
@@ -582,22 +618,22 @@ void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weig
     p[1].bias = up.bias.empty() ? nullptr : f32(up.bias);
     p[0].y = out;
     p[1].y = up_scratch;
-    const float* xa = quantize_input(x, rows, gate);
     // Tensor cores: gate and up in one launch, then the SiLU product; else SwiGLU fused into the
     // CUDA-core kernel when x fits its shared memory, else the separate ops.
-    if (linear_mma(xa, rows, p, 2, gate.act != act_format_none)) {
+    if (mma_takes(rows, p)) {
+        linear_mma(quantize_input(x, rows, gate), rows, p, 2, gate.act != act_format_none);
         NIBBLE_CUDA_CHECK(cuda_silu_mul(out, up_scratch, rows * gate.n, out, stream_));
         return;
     }
     if (!cuda_linear_stream_swiglu_fits(p[0].w.format, rows, gate.k))
         return backend::linear_swiglu(x, rows, gate, up, out, up_scratch);
-    NIBBLE_CUDA_CHECK(cuda_linear_stream_swiglu(xa, rows, p, stream_));
+    const float* xs = stream_input(x, rows, gate, p, 2);
+    NIBBLE_CUDA_CHECK(cuda_linear_stream_swiglu(xs, rows, p, stream_));
 }
 
 void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, float* out) {
     const int64_t n = w.n, k = w.k;
     if (rows <= 0 || n == 0) return;
-    const float* xa = quantize_input(x, rows, w);
     const float* bias = w.bias.empty() ? nullptr : f32(w.bias);
     // Decode batches: the weight-streaming GEMV, or the NVFP4 register-prefetch GEMV for other k. Dense
     // BF16 weights from bf16_tc_min_rows_ rows go to the tensor cores below instead: the CUDA-core GEMV is
@@ -607,20 +643,25 @@ void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, 
         if (stream_view(w, sp.w)) {
             sp.bias = bias;
             sp.y = out;
-            if (!linear_mma(xa, rows, &sp, 1, w.act != act_format_none))
-                NIBBLE_CUDA_CHECK(cuda_linear_stream(xa, rows, sp.w, bias, out, stream_));
+            if (mma_takes(rows, &sp)) {
+                linear_mma(quantize_input(x, rows, w), rows, &sp, 1, w.act != act_format_none);
+                return;
+            }
+            const float* xs = stream_input(x, rows, w, &sp, 1);
+            NIBBLE_CUDA_CHECK(cuda_linear_stream(xs, rows, sp.w, bias, out, stream_));
             return;
         }
         if (w.format == weight_format_nvfp4) {
-            NIBBLE_CUDA_CHECK(cuda_nvfp4_linear(xa, rows, static_cast<const uint8_t*>(raw(w.weight)),
-                                                static_cast<const uint8_t*>(raw(w.block_scale)), n, k,
-                                                nvfp4_global_multiplier(w.global_scale, w.convention), bias,
-                                                out, stream_));
+            NIBBLE_CUDA_CHECK(cuda_nvfp4_linear(
+                quantize_input(x, rows, w), rows, static_cast<const uint8_t*>(raw(w.weight)),
+                static_cast<const uint8_t*>(raw(w.block_scale)), n, k,
+                nvfp4_global_multiplier(w.global_scale, w.convention), bias, out, stream_));
             return;
         }
     }
     // Larger batches, and what the GEMVs above do not take: BF16 tensor-core GEMMs (linear_tensor_core);
     // dense F16/F32 weights: FP32 SGEMM over their float32 copy.
+    const float* xa = quantize_input(x, rows, w);
     if (w.format != weight_format_dense || w.weight.type == dtype_bf16) {
         linear_tensor_core(xa, rows, w, bias, out);
         return;

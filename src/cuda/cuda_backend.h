@@ -8,17 +8,19 @@
 // data pointer: packed formats (NVFP4, MXFP4, FP8) and BF16 weights stay as stored; F16/F32 weights, norms,
 // biases and FP8 scales are converted once to float32 on the device.
 //
-// Linear: activations are fake-quantized first for W4A4 / FP8 schemes, exactly as core/quant.cpp and
-// cpu_quantize_activations. Rows <= 16 (decode): NVFP4 and FP8 weights run on the tensor cores
-// (cuda_linear_mma_parts) from 3 rows and dense BF16 weights on the BF16 GEMM below (the CUDA-core GEMV
-// is FMA-bound there: BF16 batch 16 took 29.0 ms a step on CUDA cores, 9.5 ms on tensor cores, synthetic
-// Qwen3-8B, H200, 2026-12-01); otherwise NVFP4, FP8 and BF16 weights stream through cuda_linear_stream on
-// CUDA cores (cuda_nvfp4_linear for NVFP4 k that it does not take); q/k/v and gate/up share one launch.
-// More rows, and what those do not take: FP8 W8A8 (per-token or static activations) with per-tensor or
-// per-channel weight scales on the FP8 tensor cores through cuBLASLt (fp8_gemm.h: E4M3 activation codes and
-// weight as stored, scales outside the GEMM; NIBBLE_FP8_GEMM=0 turns it off), everything else on BF16
-// tensor-core GEMMs with FP32 accumulation (linear_tensor_core: the weight exactly in BF16, its scales and
-// the activations' scales outside the GEMM); F16/F32 weights: cublasSgemm (FP32, no TF32).
+// Linear: activations are fake-quantized for W4A4 / FP8 schemes, exactly as core/quant.cpp and
+// cpu_quantize_activations: inside the weight-streaming kernel as it stages x (W4A4, FP8 per token or
+// static; NIBBLE_FUSED_ACT=0 for a separate launch), else by a kernel before the linear. Rows <= 16 (decode):
+// NVFP4 and FP8 weights run on the tensor cores (cuda_linear_mma_parts) from 3 rows and dense BF16 weights on
+// the BF16 GEMM below (the CUDA-core GEMV is FMA-bound there: BF16 batch 16 took 29.0 ms a step on CUDA
+// cores, 9.5 ms on tensor cores, synthetic Qwen3-8B, H200, 2026-12-01); otherwise NVFP4, FP8 and BF16 weights
+// stream through cuda_linear_stream on CUDA cores (cuda_nvfp4_linear for NVFP4 k that it does not take);
+// q/k/v and gate/up share one launch. More rows, and what those do not take: FP8 W8A8 (per-token or static
+// activations) with per-tensor or per-channel weight scales on the FP8 tensor cores through cuBLASLt
+// (fp8_gemm.h: E4M3 activation codes and weight as stored, scales outside the GEMM; NIBBLE_FP8_GEMM=0 turns
+// it off), everything else on BF16 tensor-core GEMMs with FP32 accumulation (linear_tensor_core: the weight
+// exactly in BF16, its scales and the activations' scales outside the GEMM); F16/F32 weights: cublasSgemm
+// (FP32, no TF32).
 //
 // MoE: routing is computed on the host from the copied router logits (the CPU's exact code), then each
 // expert runs over its tokens with linear(); this synchronizes the stream, so it is not graph-capturable.
@@ -171,6 +173,13 @@ class cuda_backend : public backend {
     const float* quantize_input(const float* x, int64_t rows, const linear_weight& w);
     // Fills the weight-streaming view of w (uploading it) when cuda_linear_stream takes it.
     bool stream_view(const linear_weight& w, cuda_stream_weight& out);
+    // The activations the weight-streaming kernel takes for w's parts: x itself with the fake quantization
+    // fused into the kernel (parts' act fields set) where it has that scheme (W4A4, FP8 per token or
+    // static), else quantize_input(x, rows, w).
+    const float* stream_input(const float* x, int64_t rows, const linear_weight& w, cuda_stream_part* parts,
+                              int n_parts);
+    // Whether a decode batch of `rows` over these parts goes to the tensor-core kernel (linear_mma.h).
+    bool mma_takes(int64_t rows, const cuda_stream_part* parts) const;
     // Decode batches through the tensor-core kernel (linear_mma.h) when it takes the parts; false otherwise.
     // exact_x: fake-quantized activations (kept to ~2^-21 there: the next layer quantizes what this one
     // outputs); weight-only: FP16 activations.
@@ -214,6 +223,7 @@ class cuda_backend : public backend {
     // cuda_fp8_gemm's workspace (cuda_fp8_gemm::workspace_bytes, allocated on the first FP8 GEMM).
     growable fp8_ws_;
     bool mma_off_ = false;      // NIBBLE_LINEAR=stream: CUDA-core kernels only (A/B runs)
+    bool fused_act_ = true;     // NIBBLE_FUSED_ACT=0: a separate quantize launch before every GEMV (A/B)
     int64_t mma_min_rows_ = 3;  // NIBBLE_LINEAR=mma: tensor cores from 1 row
     // Dense BF16 weights go to the BF16 tensor-core GEMM (linear_tensor_core) from this many rows
     // (NIBBLE_BF16_TC_MIN_ROWS for A/B runs; 17 = the CUDA-core GEMV for every decode batch).

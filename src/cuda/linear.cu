@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/act_quant.cuh"
 #include "cuda/backend_ops.h"
 
 namespace nibble {
@@ -31,70 +32,6 @@ __device__ __forceinline__ float block_max(float v) {
     return v;
 }
 
-__device__ __forceinline__ float e4m3_value(uint32_t b) {
-    const int e = (b >> 3) & 0xF, m = b & 7;
-    if (e == 0xF && m == 7) return __int_as_float(0x7fc00000);
-    const float v = e == 0 ? ldexpf(float(m), -9) : ldexpf(1.0f + float(m) / 8.0f, e - 7);
-    return (b & 0x80) ? -v : v;
-}
-
-__device__ __forceinline__ float e2m1_value(uint32_t code) {
-    const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-    const float v = mag[code & 7];
-    return (code & 8) ? -v : v;
-}
-
-// RNE of a finite non-negative float onto the E4M3 grid, no upper limit (as core/formats.cpp).
-__device__ __forceinline__ uint32_t e4m3_round_magnitude(float a) {
-    if (a < 0.015625f) return uint32_t(rintf(a * 512.0f));
-    const uint32_t u = __float_as_uint(a);
-    int exp = int((u >> 23) & 0xFF) - 127;
-    const uint32_t mant = u & 0x7FFFFF;
-    uint32_t keep = mant >> 20;
-    const uint32_t rest = mant & 0xFFFFF;
-    if (rest > 0x80000 || (rest == 0x80000 && (keep & 1))) ++keep;
-    if (keep == 8) {
-        keep = 0;
-        ++exp;
-    }
-    return uint32_t(exp + 7) << 3 | keep;
-}
-
-__device__ __forceinline__ uint32_t e4m3_from_float_sat(float x) {
-    if (isnan(x)) return 0x7F;
-    const uint32_t sign = signbit(x) ? 0x80 : 0;
-    const float a = fabsf(x);
-    if (a >= 448.0f) return sign | 0x7E;
-    uint32_t c = e4m3_round_magnitude(a);
-    if (c > 0x7E) c = 0x7E;
-    return sign | c;
-}
-
-// compressed-tensors' thresholds: every exact tie to the even mantissa code.
-__device__ __forceinline__ uint32_t e2m1_from_float(float x) {
-    if (isnan(x)) return 0;
-    const uint32_t sign = signbit(x) ? 8 : 0;
-    const float a = fabsf(x);
-    uint32_t m;
-    if (a <= 0.25f)
-        m = 0;
-    else if (a < 0.75f)
-        m = 1;
-    else if (a <= 1.25f)
-        m = 2;
-    else if (a < 1.75f)
-        m = 3;
-    else if (a <= 2.5f)
-        m = 4;
-    else if (a < 3.5f)
-        m = 5;
-    else if (a <= 5.0f)
-        m = 6;
-    else
-        m = 7;
-    return sign | m;
-}
-
 // One thread per 16-block: core/quant.cpp nvfp4_fake_quantize_activation, operation for operation.
 __global__ void nvfp4_fake_quantize_kernel(const float* x, int64_t n_blocks, float global, float* out) {
     for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < n_blocks;
@@ -102,15 +39,8 @@ __global__ void nvfp4_fake_quantize_kernel(const float* x, int64_t n_blocks, flo
         const float* xb = x + b * 16;
         float amax = 0;
         for (int j = 0; j < 16; ++j) amax = fmaxf(amax, fabsf(xb[j]));
-        uint32_t s = e4m3_from_float_sat(global * (amax / 6.0f));
-        if ((s & 0x7F) == 0) s = 0x20;
-        const float eff = e4m3_value(s) / global;
-        for (int j = 0; j < 16; ++j) {
-            const float v = xb[j] / eff;
-            float a = fminf(fmaxf(v, -6.0f), 6.0f);
-            if (isnan(v)) a = 0;
-            out[b * 16 + j] = e2m1_value(e2m1_from_float(a)) * eff;
-        }
+        const float eff = actq::nvfp4_block_scale(amax, global);
+        for (int j = 0; j < 16; ++j) out[b * 16 + j] = actq::nvfp4_fake(xb[j], eff);
     }
 }
 
@@ -121,15 +51,15 @@ __global__ void fp8_fake_quantize_kernel(const float* x, int64_t k, int64_t grou
     float a = 0;
     for (int64_t j = threadIdx.x; j < len; j += blockDim.x) a = fmaxf(a, fabsf(xr[j]));
     a = block_max(a);
-    const float s = a > 0 ? a / 448.0f : 1.0f;
+    const float s = actq::fp8_scale(a);
     for (int64_t j = threadIdx.x; j < len; j += blockDim.x)
-        out[blockIdx.x * k + g0 + j] = e4m3_value(e4m3_from_float_sat(xr[j] / s)) * s;
+        out[blockIdx.x * k + g0 + j] = actq::fp8_fake(xr[j], s);
 }
 
 __global__ void fp8_static_fake_quantize_kernel(const float* x, int64_t n, float scale, float* out) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
          i += int64_t(gridDim.x) * blockDim.x)
-        out[i] = e4m3_value(e4m3_from_float_sat(x[i] / scale)) * scale;
+        out[i] = actq::fp8_fake(x[i], scale);
 }
 
 __global__ void scale_to_bf16_kernel(const float* x, int64_t n, float mul, __nv_bfloat16* out) {
@@ -141,7 +71,7 @@ __global__ void scale_to_bf16_kernel(const float* x, int64_t n, float mul, __nv_
 __global__ void scale_to_e4m3_kernel(const float* x, int64_t n, float mul, uint8_t* out) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
          i += int64_t(gridDim.x) * blockDim.x)
-        out[i] = uint8_t(e4m3_from_float_sat(x[i] * mul));
+        out[i] = uint8_t(actq::e4m3_from_float_sat(x[i] * mul));
 }
 
 // One block per row: the row's absolute max (NaN ignored, as fmaxf does), then x / s rounded to BF16.
@@ -163,9 +93,9 @@ __global__ void row_quantize_e4m3_kernel(const float* x, int64_t k, uint8_t* out
     float a = 0;
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x) a = fmaxf(a, fabsf(xr[j]));
     a = block_max(a);
-    const float s = a > 0 ? a / 448.0f : 1.0f;
+    const float s = actq::fp8_scale(a);
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
-        out[blockIdx.x * k + j] = uint8_t(e4m3_from_float_sat(xr[j] / s));
+        out[blockIdx.x * k + j] = uint8_t(actq::e4m3_from_float_sat(xr[j] / s));
     if (threadIdx.x == 0) row_scale[blockIdx.x] = s;
 }
 

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "cuda/act_quant.cuh"
 #include "cuda/kernel_util.cuh"
 #include "cuda/linear_stream.h"
 
@@ -106,6 +107,8 @@ struct stream_args {
     bool swiglu;                                // rows r = 0 / 1 of a warp: gate / up row of one output
     int gran;
     int k, kc;
+    int act;  // cuda_stream_act: fake quantization applied while x is staged
+    float act_scale;
 };
 
 // Shared memory of one block: the weight ring, the scale ring, then x.
@@ -141,6 +144,26 @@ __device__ __forceinline__ float out_mul(const stream_args& a, int pi, int row, 
     return mul;
 }
 
+// FP8 per-token activation scales of x's rows (each block computes them for itself over all of k: the
+// same max, so the same scale, as cuda_fp8_fake_quantize's): row_scale[r] = amax_r / 448 (1 for a zero row).
+__device__ __noinline__ void token_scales(const stream_args& a, float* row_scale) {
+    __shared__ unsigned amax_bits[16];
+    if (threadIdx.x < 16) amax_bits[threadIdx.x] = 0;
+    __syncthreads();
+    for (int mm = 0; mm < a.m; ++mm) {
+        float mx = 0.0f;  // fmaxf drops NaN, as block_max does
+        for (int j = int(threadIdx.x) * 4; j < a.k; j += k_threads * 4) {
+            const float4 v = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + j);
+            mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, off));
+        if ((threadIdx.x & 31) == 0) atomicMax(&amax_bits[mm], __float_as_uint(mx));  // >= 0: ordered as uint
+    }
+    __syncthreads();
+    if (threadIdx.x < 16) row_scale[threadIdx.x] = actq::fp8_scale(__uint_as_float(amax_bits[threadIdx.x]));
+}
+
 template <int FMT, int M>
 __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     stream_kernel(const __grid_constant__ stream_args a) {
@@ -150,6 +173,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     constexpr int SSLOT = k_rows * 32;            // uint32 per warp and stage
     constexpr bool has_unit_scales = FMT == cuda_stream_nvfp4 || FMT == cuda_stream_fp8;
     extern __shared__ uint4 smem[];
+    __shared__ float row_scale[16];  // FP8 per-token activation scales (a.act == cuda_stream_act_fp8_token)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint4* wring = smem + warp * k_depth * WSLOT;
     uint32_t* sring = reinterpret_cast<uint32_t*>(smem + k_warps * k_depth * WSLOT) + warp * k_depth * SSLOT;
@@ -213,18 +237,55 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
 #pragma unroll
         for (int i = 0; i < k_depth - 1; ++i) issue(i);
 
-        if (first) grid_dependency_wait();  // x (and y) may come from the kernel before us
-        __syncthreads();                    // every reader of the previous chunk's x is done
+        if (first) {
+            grid_dependency_wait();  // x (and y) may come from the kernel before us
+            if (a.act == cuda_stream_act_fp8_token) token_scales(a, row_scale);
+        }
+        __syncthreads();  // every reader of the previous chunk's x is done
         constexpr int F4 = EL / 4;
-        const int n_f4 = M * units * F4;
-        for (int i = threadIdx.x; i < n_f4; i += k_threads) {
-            const int mm = i / (units * F4), rem = i - mm * units * F4;
-            const int u = rem / F4, q = rem - u * F4;
-            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (mm < a.m) v = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + k0 + u * EL + q * 4);
-            float2* d = reinterpret_cast<float2*>(xs + mm * xs_row + u * US + q * 4);
+        // Stores 4 values of row mm at chunk position kk (a multiple of 4: within one unit).
+        auto put = [&](int mm, int kk, float4 v) {
+            float2* d = reinterpret_cast<float2*>(xs + mm * xs_row + (kk / EL) * US + kk % EL);
             d[0] = make_float2(v.x, v.y);
             d[1] = make_float2(v.z, v.w);
+        };
+        if (a.act == cuda_stream_act_nvfp4) {  // per 16-block of a row: one thread reads and writes it
+            const int n_g = M * (units * EL / 16);
+            for (int i = threadIdx.x; i < n_g; i += k_threads) {
+                const int mm = i / (units * EL / 16), kk = (i - mm * (units * EL / 16)) * 16;
+                float4 v[4] = {};
+                float amax = 0.0f;
+                if (mm < a.m) {
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        v[j] = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + k0 + kk + 4 * j);
+                        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[j].x), fabsf(v[j].y)),
+                                                 fmaxf(fabsf(v[j].z), fabsf(v[j].w))));
+                    }
+                    const float eff = actq::nvfp4_block_scale(amax, a.act_scale);
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+                        v[j] = make_float4(actq::nvfp4_fake(v[j].x, eff), actq::nvfp4_fake(v[j].y, eff),
+                                           actq::nvfp4_fake(v[j].z, eff), actq::nvfp4_fake(v[j].w, eff));
+                }
+#pragma unroll
+                for (int j = 0; j < 4; ++j) put(mm, kk + 4 * j, v[j]);
+            }
+        } else {
+            const int n_f4 = M * units * F4;
+            for (int i = threadIdx.x; i < n_f4; i += k_threads) {
+                const int mm = i / (units * F4), kk = (i - mm * units * F4) * 4;
+                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (mm < a.m) {
+                    v = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + k0 + kk);
+                    if (a.act == cuda_stream_act_fp8_token || a.act == cuda_stream_act_fp8_static) {
+                        const float s = a.act == cuda_stream_act_fp8_token ? row_scale[mm] : a.act_scale;
+                        v = make_float4(actq::fp8_fake(v.x, s), actq::fp8_fake(v.y, s),
+                                        actq::fp8_fake(v.z, s), actq::fp8_fake(v.w, s));
+                    }
+                }
+                put(mm, kk, v);
+            }
         }
         __syncthreads();
 
@@ -421,11 +482,17 @@ cudaError_t make_args(const float* x, int64_t m, const cuda_stream_part* parts, 
     a.swiglu = swiglu;
     a.gran = int(w0.fp8_granularity);
     a.k = a.kc = int(w0.k);
+    a.act = int(w0.act);
+    a.act_scale = w0.act_scale;
+    if (w0.act < cuda_stream_act_none || w0.act > cuda_stream_act_nvfp4 ||
+        (w0.act == cuda_stream_act_nvfp4 && w0.k % 16))
+        return cudaErrorInvalidValue;
     int tiles = 0;
     for (int i = 0; i < n_parts; ++i) {
         const cuda_stream_weight& w = parts[i].w;
-        if (w.format != w0.format || w.k != w0.k || w.fp8_granularity != w0.fp8_granularity || w.n < 0 ||
-            w.n > INT32_MAX / 2 || !aligned(w.data, 16) || !parts[i].y)
+        if (w.format != w0.format || w.k != w0.k || w.fp8_granularity != w0.fp8_granularity ||
+            w.act != w0.act || w.act_scale != w0.act_scale || w.n < 0 || w.n > INT32_MAX / 2 ||
+            !aligned(w.data, 16) || !parts[i].y)
             return cudaErrorInvalidValue;
         if (w.format == cuda_stream_nvfp4 && (!w.block_scales || !aligned(w.block_scales, 4)))
             return cudaErrorInvalidValue;

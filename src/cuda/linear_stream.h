@@ -35,6 +35,17 @@ enum cuda_stream_scales : int {
     cuda_stream_scale_block = 2
 };
 
+// Activation fake quantization fused into the kernel's staging of x, bit for bit the values of
+// cuda_fp8_fake_quantize (per token: group = k) / cuda_fp8_static_fake_quantize / cuda_nvfp4_fake_quantize
+// (backend_ops.h), so that decode linears of W8A8 / W4A4 schemes take x unquantized, without a separate
+// launch. act_scale: the static FP8 input scale, or the NVFP4 input global scale.
+enum cuda_stream_act : int {
+    cuda_stream_act_none = 0,
+    cuda_stream_act_fp8_token = 1,
+    cuda_stream_act_fp8_static = 2,
+    cuda_stream_act_nvfp4 = 3
+};
+
 struct cuda_stream_weight {
     cuda_stream_format format = cuda_stream_nvfp4;
     const void* data = nullptr;             // packed codes / E4M3 bytes / BF16 values
@@ -43,6 +54,8 @@ struct cuda_stream_weight {
     cuda_stream_scales fp8_granularity = cuda_stream_scale_tensor;
     float global_mul = 1.0f;  // nvfp4: CT 1/weight_global_scale, ModelOpt weight_scale_2
     int64_t n = 0, k = 0;
+    cuda_stream_act act = cuda_stream_act_none;  // the same for every part of a launch
+    float act_scale = 1.0f;
 };
 
 // Whether cuda_linear_stream takes this weight (format and k as in the contract above).
