@@ -269,13 +269,18 @@ void launch_variant(const variant& v, const uint8_t* w, const uint8_t* sc, const
         launch_one<M, D>(w, sc, x, n, k, y, n_sm, st); \
         return;                                        \
     }
-    V(mem_only, 3)
-    V(mem_only, 6)
-    V(fp32, 3)
-    V(fp32, 5)
-    V(fp32_ilp, 3) V(fp32_ilp, 5) V(hfma2, 3) V(hfma2, 5) V(hfma2_word, 3) V(hfma2_word, 5)
+    V(mem_only, 3);
+    V(mem_only, 6);
+    V(fp32, 3);
+    V(fp32, 5);
+    V(fp32_ilp, 3);
+    V(fp32_ilp, 5);
+    V(hfma2, 3);
+    V(hfma2, 5);
+    V(hfma2_word, 3);
+    V(hfma2_word, 5);
 #undef V
-        std::fprintf(stderr, "no variant %d/%d\n", v.mode, v.depth);
+    std::fprintf(stderr, "no variant %d/%d\n", v.mode, v.depth);
     std::exit(1);
 }
 
