@@ -69,7 +69,7 @@ cuda_backend::cuda_backend(int device) : device_(device) {
     mma_off_ = lin && std::string(lin) == "stream";
     if (lin && std::string(lin) == "mma") mma_min_rows_ = 1;
     const char* fa = std::getenv("NIBBLE_FUSED_ACT");
-    fused_act_ = !(fa && std::string(fa) == "0");
+    fused_act_ = fa && std::string(fa) == "1";
     if (const char* r = std::getenv("NIBBLE_BF16_TC_MIN_ROWS")) bf16_tc_min_rows_ = std::max(1, std::atoi(r));
     const char* f16 = std::getenv("NIBBLE_PREFILL_F16");
     f16_prefill_ = !(f16 && f16[0] == '0');

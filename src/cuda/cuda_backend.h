@@ -9,8 +9,8 @@
 // biases and FP8 scales are converted once to float32 on the device.
 //
 // Linear: activations are fake-quantized for W4A4 / FP8 schemes, exactly as core/quant.cpp and
-// cpu_quantize_activations: inside the weight-streaming kernel as it stages x (W4A4, FP8 per token or
-// static; NIBBLE_FUSED_ACT=0 for a separate launch), else by a kernel before the linear. Rows <= 16 (decode):
+// cpu_quantize_activations: by a kernel before the linear, or (set_fused_act, NIBBLE_FUSED_ACT=1) inside
+// the weight-streaming kernel as it stages x (W4A4, FP8 per token or static). Rows <= 16 (decode):
 // NVFP4 and FP8 weights run on the tensor cores (cuda_linear_mma_parts) from 3 rows and dense BF16 weights on
 // the BF16 GEMM below (the CUDA-core GEMV is FMA-bound there: BF16 batch 16 took 29.0 ms a step on CUDA
 // cores, 9.5 ms on tensor cores, synthetic Qwen3-8B, H200, 2026-12-01); otherwise NVFP4, FP8 and BF16 weights
@@ -122,6 +122,12 @@ class cuda_backend : public backend {
     // cores through cuBLASLt (on unless NIBBLE_FP8_GEMM=0; only on devices with them, sm_89+); off: the BF16
     // GEMMs as for the other formats. For A/B runs and tests; takes effect from the next linear.
     void set_fp8_gemm(bool on) { fp8_gemm_on_ = on; }
+    // W4A4 / FP8 per-token / static activation fake quantization fused into the weight-streaming GEMV
+    // (linear_stream.h, cuda_stream_act) instead of a separate launch before it: off unless
+    // NIBBLE_FUSED_ACT=1 (written 2026-12-01 without a GPU to run it: its op tests decide), for tests and
+    // A/B runs; takes effect from the next linear.
+    void set_fused_act(bool on) { fused_act_ = on; }
+    bool fused_act() const { return fused_act_; }
     // Linears that ran on the FP8 GEMM so far (a shape cuBLASLt rejects runs on the BF16 GEMMs instead).
     uint64_t fp8_gemm_linears() const { return n_fp8_gemm_; }
 
@@ -137,8 +143,6 @@ class cuda_backend : public backend {
     // Weight-only NVFP4 / FP8 (tensor, channel) prefill on FP16 operands (tc_input_f16); NIBBLE_PREFILL_F16=0
     // or set_f16_prefill(false): the BF16 hi + lo split instead (A/B runs, tests).
     bool f16_prefill_ = true;
-    // into dst (n·k elements): NVFP4 e2m1 × e4m3 (global left out), MXFP4 as is, FP8 codes (scales left out).
-    const void* bf16_weight(const linear_weight& w, uint16_t* dst);
     // The W8A8 case on cuda_fp8_gemm (codes and row scales, FP8 GEMM, cuda_linear_epilogue); false when the
     // layer is not that case or cuBLASLt does not take the shape (the BF16 path then writes all of out).
     bool linear_fp8(const float* xa, int64_t rows, const linear_weight& w, const float* bias, float* out);
@@ -223,7 +227,7 @@ class cuda_backend : public backend {
     // cuda_fp8_gemm's workspace (cuda_fp8_gemm::workspace_bytes, allocated on the first FP8 GEMM).
     growable fp8_ws_;
     bool mma_off_ = false;      // NIBBLE_LINEAR=stream: CUDA-core kernels only (A/B runs)
-    bool fused_act_ = true;     // NIBBLE_FUSED_ACT=0: a separate quantize launch before every GEMV (A/B)
+    bool fused_act_ = false;    // set_fused_act
     int64_t mma_min_rows_ = 3;  // NIBBLE_LINEAR=mma: tensor cores from 1 row
     // Dense BF16 weights go to the BF16 tensor-core GEMM (linear_tensor_core) from this many rows
     // (NIBBLE_BF16_TC_MIN_ROWS for A/B runs; 17 = the CUDA-core GEMV for every decode batch).

@@ -174,6 +174,15 @@ void check_linear(const test_linear& t, int64_t rows, uint32_t seed, const char*
     float* yd = gpu.alloc(size_t(rows * n));
     gpu.linear(xd, rows, t.w, yd);
     std::vector<float> got = host(gpu, yd, size_t(rows * n));
+    // Fake-quantized activations: again with the quantization fused into the weight-streaming kernel (or
+    // not, whichever the default was); both must meet the bound.
+    std::vector<float> got_fused;
+    if (t.w.act != act_format_none) {
+        gpu.set_fused_act(!gpu.fused_act());
+        gpu.linear(xd, rows, t.w, yd);
+        got_fused = host(gpu, yd, size_t(rows * n));
+        gpu.set_fused_act(!gpu.fused_act());
+    }
     // Bound: Σ|x_j w_j| per output, on the activations the layer actually multiplies; times 1e-5, or 5e-4
     // where rows > 16 of a weight-only NVFP4 / FP8 (tensor, channel) layer take FP16 activations (2^-11),
     // or 2^-10 where the FP8 GEMM ran (Hopper's FP8 accumulator).
@@ -191,7 +200,9 @@ void check_linear(const test_linear& t, int64_t rows, uint32_t seed, const char*
         for (int64_t i = 0; i < rows; ++i) {
             double s = 0;
             for (int64_t j = 0; j < k; ++j) s += std::fabs(double(xq[size_t(i * k + j)]) * row[size_t(j)]);
-            const double d = std::fabs(double(got[size_t(i * n + r)]) - want[size_t(i * n + r)]);
+            double d = std::fabs(double(got[size_t(i * n + r)]) - want[size_t(i * n + r)]);
+            if (!got_fused.empty())
+                d = std::max(d, std::fabs(double(got_fused[size_t(i * n + r)]) - want[size_t(i * n + r)]));
             worst = std::max(worst, d / (s + 1e-30));
             if (d > rel * s + 1e-6) ++bad;
         }
@@ -456,84 +467,93 @@ TEST(cuda_backend, fused_qkv_and_swiglu) {
         {weight_format_dense, act_format_none, fp8_granularity_tensor, dtype_bf16, "bf16"}};
     const int64_t k = 512;
     for (const scheme& sc : schemes)
-        for (int64_t rows : {1, 3, 16, 17, 150}) {
-            // Rows > 16 over NVFP4 weight-only: the tensor-core GEMM on FP16 activations (2^-11 relative,
-            // cuda_row_scale_f16); every other case here keeps 1e-5.
-            // Rows 3-16 over weight-only NVFP4 / FP8 (not block-scaled): the tensor-core GEMV, FP16
-            // activations too.
-            const bool mma = rows >= 3 && rows <= 16 && sc.act == act_format_none &&
-                             (sc.f == weight_format_nvfp4 ||
-                              (sc.f == weight_format_fp8 && sc.gran != fp8_granularity_block));
-            const double rel0 =
-                (rows > 16 && sc.f == weight_format_nvfp4 && sc.act == act_format_none) || mma ? 5e-4 : 1e-5;
-            auto mk = [&](int64_t n) {
-                return make_linear(sc.f, sc.act, n, k, seed++, nvfp4_convention_ct, sc.gran, sc.dense);
-            };
-            test_linear q = mk(72), kk = mk(24), v = mk(24), g = mk(136), u = mk(136);
-            std::vector<float> x = randn(size_t(rows * k), seed++);
-            float amax = 0;
-            for (float e : x) amax = std::max(amax, std::fabs(e));
-            for (test_linear* t : {&q, &kk, &v, &g, &u})
-                t->w.input_global_scale = nvfp4_global_scale(amax, nvfp4_convention_ct);
-            cpu_backend cpu;
-            cuda_backend gpu;
-            float* xd = dev(gpu, x);
-            std::vector<float> xq(x.size()), row(static_cast<size_t>(k));
-            cpu_quantize_activations(q.w, x.data(), rows, xq.data());
-            // Σ|x w| per output of layer t.
-            auto sums = [&](const test_linear& t) {
-                std::vector<double> out(size_t(rows * t.w.n));
-                for (int64_t r = 0; r < t.w.n; ++r) {
-                    cpu_decode_row(t.w, r, row.data());
-                    for (int64_t i = 0; i < rows; ++i) {
-                        double acc = 0;
-                        for (int64_t j = 0; j < k; ++j)
-                            acc += std::fabs(double(xq[size_t(i * k + j)]) * row[size_t(j)]);
-                        out[size_t(i * t.w.n + r)] = acc;
+        for (int64_t rows : {1, 3, 16, 17, 150})
+            // Fake-quantized activations: with the quantization as a separate launch, then fused into the
+            // weight-streaming kernel (cuda_backend::set_fused_act).
+            for (int fused = 0; fused < (sc.act != act_format_none ? 2 : 1); ++fused) {
+                // Rows > 16 over NVFP4 weight-only: the tensor-core GEMM on FP16 activations (2^-11 relative,
+                // cuda_row_scale_f16); every other case here keeps 1e-5.
+                // Rows 3-16 over weight-only NVFP4 / FP8 (not block-scaled): the tensor-core GEMV, FP16
+                // activations too.
+                const bool mma = rows >= 3 && rows <= 16 && sc.act == act_format_none &&
+                                 (sc.f == weight_format_nvfp4 ||
+                                  (sc.f == weight_format_fp8 && sc.gran != fp8_granularity_block));
+                const double rel0 =
+                    (rows > 16 && sc.f == weight_format_nvfp4 && sc.act == act_format_none) || mma ? 5e-4
+                                                                                                   : 1e-5;
+                auto mk = [&](int64_t n) {
+                    return make_linear(sc.f, sc.act, n, k, seed++, nvfp4_convention_ct, sc.gran, sc.dense);
+                };
+                test_linear q = mk(72), kk = mk(24), v = mk(24), g = mk(136), u = mk(136);
+                std::vector<float> x = randn(size_t(rows * k), seed++);
+                float amax = 0;
+                for (float e : x) amax = std::max(amax, std::fabs(e));
+                for (test_linear* t : {&q, &kk, &v, &g, &u})
+                    t->w.input_global_scale = nvfp4_global_scale(amax, nvfp4_convention_ct);
+                cpu_backend cpu;
+                cuda_backend gpu;
+                gpu.set_fused_act(fused == 1);
+                float* xd = dev(gpu, x);
+                std::vector<float> xq(x.size()), row(static_cast<size_t>(k));
+                cpu_quantize_activations(q.w, x.data(), rows, xq.data());
+                // Σ|x w| per output of layer t.
+                auto sums = [&](const test_linear& t) {
+                    std::vector<double> out(size_t(rows * t.w.n));
+                    for (int64_t r = 0; r < t.w.n; ++r) {
+                        cpu_decode_row(t.w, r, row.data());
+                        for (int64_t i = 0; i < rows; ++i) {
+                            double acc = 0;
+                            for (int64_t j = 0; j < k; ++j)
+                                acc += std::fabs(double(xq[size_t(i * k + j)]) * row[size_t(j)]);
+                            out[size_t(i * t.w.n + r)] = acc;
+                        }
                     }
+                    return out;
+                };
+                const test_linear* qkv[3] = {&q, &kk, &v};
+                std::vector<std::vector<float>> want(3);
+                float* outs[3];
+                for (int i = 0; i < 3; ++i) {
+                    want[size_t(i)].resize(size_t(rows * qkv[i]->w.n));
+                    outs[i] = gpu.alloc(want[size_t(i)].size());
                 }
-                return out;
-            };
-            const test_linear* qkv[3] = {&q, &kk, &v};
-            std::vector<std::vector<float>> want(3);
-            float* outs[3];
-            for (int i = 0; i < 3; ++i) {
-                want[size_t(i)].resize(size_t(rows * qkv[i]->w.n));
-                outs[i] = gpu.alloc(want[size_t(i)].size());
-            }
-            cpu.linear_qkv(x.data(), rows, q.w, kk.w, v.w, want[0].data(), want[1].data(), want[2].data());
-            // FP8 W8A8 rows > 16 run on the FP8 GEMM (2^-10: Hopper's FP8 accumulator, test_prefill_linear).
-            uint64_t fp8_before = gpu.fp8_gemm_linears();
-            gpu.linear_qkv(xd, rows, q.w, kk.w, v.w, outs[0], outs[1], outs[2]);
-            double rel = gpu.fp8_gemm_linears() > fp8_before ? 0x1p-10 : rel0;
-            for (int i = 0; i < 3; ++i) {
-                std::vector<float> got = host(gpu, outs[i], want[size_t(i)].size());
-                std::vector<double> s = sums(*qkv[i]);
+                cpu.linear_qkv(x.data(), rows, q.w, kk.w, v.w, want[0].data(), want[1].data(),
+                               want[2].data());
+                // FP8 W8A8 rows > 16 run on the FP8 GEMM (2^-10: Hopper's FP8 accumulator,
+                // test_prefill_linear).
+                uint64_t fp8_before = gpu.fp8_gemm_linears();
+                gpu.linear_qkv(xd, rows, q.w, kk.w, v.w, outs[0], outs[1], outs[2]);
+                double rel = gpu.fp8_gemm_linears() > fp8_before ? 0x1p-10 : rel0;
+                for (int i = 0; i < 3; ++i) {
+                    std::vector<float> got = host(gpu, outs[i], want[size_t(i)].size());
+                    std::vector<double> s = sums(*qkv[i]);
+                    int bad = 0;
+                    for (size_t j = 0; j < got.size(); ++j)
+                        if (std::fabs(double(got[j]) - want[size_t(i)][j]) > rel * s[j] + 1e-6) ++bad;
+                    EXPECT_EQ(bad, 0)
+                        << sc.name << " qkv part " << i << " rows " << rows << " fused " << fused;
+                }
+                const size_t ng = size_t(rows * 136);
+                std::vector<float> wg(ng), wu(ng), gl(ng), ul(ng);
+                cpu.linear_swiglu(x.data(), rows, g.w, u.w, wg.data(), wu.data());
+                cpu.linear(x.data(), rows, g.w, gl.data());
+                cpu.linear(x.data(), rows, u.w, ul.data());
+                float* od = gpu.alloc(ng);
+                float* us = gpu.alloc(ng);
+                fp8_before = gpu.fp8_gemm_linears();
+                gpu.linear_swiglu(xd, rows, g.w, u.w, od, us);
+                rel = gpu.fp8_gemm_linears() > fp8_before ? 0x1p-10 : rel0;
+                std::vector<float> got = host(gpu, od, ng);
+                std::vector<double> sg = sums(g), su = sums(u);
                 int bad = 0;
-                for (size_t j = 0; j < got.size(); ++j)
-                    if (std::fabs(double(got[j]) - want[size_t(i)][j]) > rel * s[j] + 1e-6) ++bad;
-                EXPECT_EQ(bad, 0) << sc.name << " qkv part " << i << " rows " << rows;
+                for (size_t j = 0; j < ng; ++j) {
+                    const double silu = gl[j] / (1.0 + std::exp(-double(gl[j])));
+                    const double bound =
+                        rel * (sg[j] * std::fabs(ul[j]) * 1.1 + std::fabs(silu) * su[j]) + 1e-6;
+                    if (std::fabs(double(got[j]) - wg[j]) > bound) ++bad;
+                }
+                EXPECT_EQ(bad, 0) << sc.name << " swiglu rows " << rows << " fused " << fused;
             }
-            const size_t ng = size_t(rows * 136);
-            std::vector<float> wg(ng), wu(ng), gl(ng), ul(ng);
-            cpu.linear_swiglu(x.data(), rows, g.w, u.w, wg.data(), wu.data());
-            cpu.linear(x.data(), rows, g.w, gl.data());
-            cpu.linear(x.data(), rows, u.w, ul.data());
-            float* od = gpu.alloc(ng);
-            float* us = gpu.alloc(ng);
-            fp8_before = gpu.fp8_gemm_linears();
-            gpu.linear_swiglu(xd, rows, g.w, u.w, od, us);
-            rel = gpu.fp8_gemm_linears() > fp8_before ? 0x1p-10 : rel0;
-            std::vector<float> got = host(gpu, od, ng);
-            std::vector<double> sg = sums(g), su = sums(u);
-            int bad = 0;
-            for (size_t j = 0; j < ng; ++j) {
-                const double silu = gl[j] / (1.0 + std::exp(-double(gl[j])));
-                const double bound = rel * (sg[j] * std::fabs(ul[j]) * 1.1 + std::fabs(silu) * su[j]) + 1e-6;
-                if (std::fabs(double(got[j]) - wg[j]) > bound) ++bad;
-            }
-            EXPECT_EQ(bad, 0) << sc.name << " swiglu rows " << rows;
-        }
 }
 
 TEST(cuda_backend, moe) {
