@@ -291,15 +291,14 @@ __global__ void __launch_bounds__(k_threads)
 
 // One block per (token, head) with more than one range: out = Σ_s 2^(m_s - M) acc_s / Σ_s 2^(m_s - M) l_s.
 __global__ void __launch_bounds__(k_threads)
-    combine_kernel(const int32_t* __restrict__ slots, const int32_t* __restrict__ positions, int nh, int hd,
-                   int n_splits, int n_fill, int T, int tc_tile, const float* __restrict__ part_acc,
-                   const float* __restrict__ part_ml, float* __restrict__ out) {
+    combine_kernel(const int32_t* __restrict__ positions, int nh, int hd, int n_splits, int n_fill,
+                   const float* __restrict__ part_acc, const float* __restrict__ part_ml,
+                   float* __restrict__ out) {
     kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
     kernel::grid_dependency_trigger();
     __shared__ float s_w[k_max_splits];
     __shared__ float s_inv;
     const int64_t row = blockIdx.x, t = row / nh;
-    if (tc_tile > 0 && attention_tile_taken(slots, T, tc_tile, int(t))) return;  // written by that kernel
     const int n = split_keys(positions[t] + 1, 0, n_splits, n_fill).n_ranges;
     if (n <= 1) return;  // written directly by attention_kernel
     const float* ml = part_ml + 2 * row * n_splits;
@@ -459,10 +458,14 @@ cudaError_t cuda_attention(const float* q, const cuda_kv_cache& kv, const int32_
     const int64_t parts = T * nh * split.n_splits;
     if (split.n_splits > 1 && (!scratch || scratch_floats < parts * (hd + 2))) return cudaErrorInvalidValue;
     if (T == 0) return cudaSuccess;
+    // With the tensor-core kernel on the step (T >= 64: the step fills the GPU anyway), the tokens left
+    // here (decodes, tiles that mix sequences) take one range each: a grid of T blocks per KV head instead
+    // of T · n_splits, most of which exit at once, and no combine launch.
     const int tc_tile = cuda_attention_prefill_tile(T, nh, kv);
     if (tc_tile > 0) {
         const cudaError_t e = cuda_attention_prefill(q, kv, slots, positions, T, nh, layer, tc_tile, out, st);
         if (e != cudaSuccess) return e;
+        split = {1, 1};
     }
     const launch_args a{q,
                         &kv,
@@ -490,9 +493,8 @@ cudaError_t cuda_attention(const float* q, const cuda_kv_cache& kv, const int32_
             break;
     }
     if (e != cudaSuccess || split.n_splits == 1) return e;
-    return launch_pdl(combine_kernel, dim3(unsigned(T * nh)), dim3(k_threads), 0, st, slots, positions,
-                      int(nh), int(hd), split.n_splits, split.n_fill, int(T), tc_tile, a.part_acc, a.part_ml,
-                      out);
+    return launch_pdl(combine_kernel, dim3(unsigned(T * nh)), dim3(k_threads), 0, st, positions, int(nh),
+                      int(hd), split.n_splits, split.n_fill, a.part_acc, a.part_ml, out);
 }
 
 }  // namespace nibble

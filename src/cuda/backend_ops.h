@@ -84,10 +84,11 @@ cudaError_t cuda_rope_and_cache(float* q, float* k, const float* v, const float*
 // on the device) are cut into max(1, min(n_splits, ceil(n / 64), max(n_fill, ceil(n / 512)))) near-equal
 // ranges (starts at multiples of 16); blocks past the last range exit. A token with one range writes out
 // directly; otherwise each range's partial (max, sum, output) goes to `scratch` and a combine kernel merges
-// them. Launch sizes depend only on T, the sizes and `split`. Contract: nh % n_kv == 0, hd = kv.head_dim even
-// and
-// <= 256, 1 <= split.n_fill <= split.n_splits <= 64, and for n_splits > 1 scratch holds at least T · nh ·
-// n_splits · (hd + 2) floats (else cudaErrorInvalidValue).
+// them. Steps the tensor-core prefill kernel serves (attention_prefill.h: T >= 64, tiles of one sequence's
+// tokens) go there, and the rest of such a step runs with one range per token (split ignored). Launch
+// sizes depend only on T, the sizes and `split`. Contract: nh % n_kv == 0, hd = kv.head_dim even and
+// <= 256, 1 <= split.n_fill <= split.n_splits <= 64, and for n_splits > 1 scratch holds at least
+// T · nh · n_splits · (hd + 2) floats (else cudaErrorInvalidValue).
 struct cuda_attention_split {
     int n_splits = 1;  // key ranges per token at most (grid and scratch size)
     int n_fill = 1;    // ranges wanted per token to fill the GPU, when the token has the keys for them

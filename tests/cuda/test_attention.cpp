@@ -254,9 +254,10 @@ TEST(cuda_attention, matches_cpu_every_split_and_shape) {
 }
 
 // The tensor-core prefill path on: steps whose tiles are one sequence's tokens (taken), tiles that mix
-// sequences and decode tokens (left to the split-KV kernel, which must skip exactly the taken ones, with
-// and without its combine kernel), positions out of order within a sequence (each row masks by its own),
-// the cache's last position, and shapes / caches the path does not take (all on the split-KV kernel).
+// sequences and decode tokens (left to the split-KV kernel, which must skip exactly the taken ones; it runs
+// one range per token then, whatever split is asked), positions out of order within a sequence (each row
+// masks by its own), the cache's last position, and shapes / caches the path does not take (all on the
+// split-KV kernel, with the splits asked).
 TEST(cuda_attention, prefill_tensor_cores_match_cpu) {
     REQUIRE_GPU();
     const test::prefill_attention_switch on(true);
