@@ -9,7 +9,8 @@
 //
 //   gemv_variants [--reps N] [--shapes NxK,...]
 //
-// Baselines: the production CUDA-core kernel (production) and the tensor-core one at m = 1 (prod. mma).
+// Baselines: the production CUDA-core kernel (production; prod. HFMA2 with cuda_linear_stream_fp16_x, its
+// FP16-activation mode) and the tensor-core one at m = 1 (prod. mma).
 // Every variant has the production kernel's shape: a persistent grid (as many blocks per SM as fit), 8
 // warps of 2 rows, work items of 64 16-byte units per row (lane l: units l, l + 32), cp.async into a
 // per-warp ring of DEPTH items, x staged once per block in shared memory, a shuffle reduction per tile.
@@ -350,9 +351,9 @@ int main(int argc, char** argv) {
     std::printf("%s, %d SMs; copy bandwidth %.0f GB/s (1 GiB D2D, read + write)\n", prop.name, n_sm,
                 copy_gbps);
 
-    const std::vector<variant> variants = {{-1, 0},    {-2, 0},    {mem_only, 3},   {mem_only, 6},
-                                           {fp32, 3},  {fp32, 5},  {fp32_ilp, 3},   {fp32_ilp, 5},
-                                           {hfma2, 3}, {hfma2, 5}, {hfma2_word, 3}, {hfma2_word, 5}};
+    const std::vector<variant> variants = {
+        {-1, 0},       {-3, 0},       {-2, 0},    {mem_only, 3}, {mem_only, 6},   {fp32, 3},      {fp32, 5},
+        {fp32_ilp, 3}, {fp32_ilp, 5}, {hfma2, 3}, {hfma2, 5},    {hfma2_word, 3}, {hfma2_word, 5}};
     std::printf("%-12s %-16s %9s %8s %7s %10s\n", "shape", "variant", "us", "GB/s", "% copy", "rel err");
     size_t pos = 0;
     while (pos < shapes.size()) {
@@ -419,7 +420,9 @@ int main(int argc, char** argv) {
                     p.w.n = n;
                     p.w.k = k;
                     p.y = dy;
-                    if (v.mode == -1)
+                    p.w.fp16_x = v.mode == -3;
+                    cuda_linear_stream_set_fp16_x(v.mode == -3);
+                    if (v.mode == -1 || v.mode == -3)
                         CK(cuda_linear_stream(dx, 1, p.w, nullptr, dy, st));
                     else
                         CK(cuda_linear_mma_parts(dx, 1, &p, 1, false, ws, ws_bytes, st));
@@ -459,7 +462,10 @@ int main(int argc, char** argv) {
             const double us = median(t), gbps = double(wb + sb) / (us * 1e3);
             char name[32];
             if (v.mode < 0)
-                std::snprintf(name, sizeof name, v.mode == -1 ? "production" : "prod. mma m=1");
+                std::snprintf(name, sizeof name, "%s",
+                              v.mode == -1   ? "production"
+                              : v.mode == -3 ? "prod. HFMA2"
+                                             : "prod. mma m=1");
             else
                 std::snprintf(name, sizeof name, "%s d%d", mode_name(v.mode), v.depth);
             std::printf("%-12s %-16s %9.2f %8.0f %7.1f %10.2g\n", s.c_str(), name, us, gbps,

@@ -507,6 +507,8 @@ bool cuda_backend::stream_view(const linear_weight& w, cuda_stream_weight& sw) {
     sw = cuda_stream_weight{};
     sw.n = w.n;
     sw.k = w.k;
+    sw.fp16_x =
+        w.act == act_format_none;  // weight-only: FP16 activations allowed (cuda_linear_stream_fp16_x)
     if (w.format == weight_format_nvfp4 && cuda_linear_stream_supports(cuda_stream_nvfp4, w.k) &&
         !cuda_nvfp4_legacy_gemv()) {
         sw.format = cuda_stream_nvfp4;

@@ -11,11 +11,15 @@
 
 namespace nibble::kernel {
 
-// Two E2M1 codes at bits 15:12 and 31:28 of q -> (e2m1_lo, e2m1_hi) × 2^-14, exact. The sign moves to
+// Two E2M1 codes at bits 15:12 and 31:28 of q -> (e2m1_lo, e2m1_hi) × 2^-14, exact (as half2 bits, or as
+// floats). The sign moves to
 // bit 15 and (e1 e0 m) to bits 11:9 of each half: E2M1's exponent bias 1 becomes fp16's 15, and the E2M1
 // subnormal (0.5) lands on the fp16 subnormal 2^-15, so one shift serves every code.
+__device__ __forceinline__ uint32_t e2m1x2_half2_bits(uint32_t q) {
+    return (q & 0x80008000u) | ((q & 0x70007000u) >> 3);
+}
 __device__ __forceinline__ float2 e2m1x2_scaled(uint32_t q) {
-    uint32_t h = (q & 0x80008000u) | ((q & 0x70007000u) >> 3);
+    const uint32_t h = e2m1x2_half2_bits(q);
     return __half22float2(*reinterpret_cast<const __half2*>(&h));
 }
 

@@ -104,11 +104,6 @@ __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
     return *reinterpret_cast<const uint32_t*>(&r);
 }
 
-// Two E2M1 codes at bits 15:12 and 31:28 of q -> their half2 bits (value × 2^-14).
-__device__ __forceinline__ uint32_t e2m1x2_bits(uint32_t q) {
-    return (q & 0x80008000u) | ((q & 0x70007000u) >> 3);
-}
-
 // Two E4M3 bytes (low 16 bits) -> half2 bits, exact.
 __device__ __forceinline__ uint32_t e4m3x2_half2(uint32_t b) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
@@ -329,8 +324,8 @@ __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_const
                         const uint32_t s2 = (j / 4) == 0 ? __byte_perm(sa[q][r], 0, 0x1010)
                                                          : __byte_perm(sa[q][r], 0, 0x3232);
                         const int sh = (j % 2) ? 4 : 12;  // pairs (0,4),(1,5) for even j; (2,6),(3,7) odd
-                        b0 = hmul2_bits(e2m1x2_bits(word << sh), s2);
-                        b1 = hmul2_bits(e2m1x2_bits(word << (sh - 4)), s2);
+                        b0 = hmul2_bits(e2m1x2_half2_bits(word << sh), s2);
+                        b1 = hmul2_bits(e2m1x2_half2_bits(word << (sh - 4)), s2);
                     } else {
                         b0 = e4m3x2_half2(word);
                         b1 = e4m3x2_half2(word >> 16);

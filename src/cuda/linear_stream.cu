@@ -27,6 +27,7 @@
 // - The warp's per-lane sums are combined with a butterfly of shuffles; lane r·M + i writes y.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 
 #include "cuda/act_quant.cuh"
 #include "cuda/kernel_util.cuh"
@@ -45,6 +46,7 @@ constexpr int k_units = 2;                  // 16-byte units per lane, row and i
 constexpr int k_depth = 3;                  // items per lane in the shared-memory ring
 constexpr int k_span = 32 * k_units;        // units of a row per warp item
 constexpr float k_e2m1_unscale = 16384.0f;  // 2^14, undoes the half2 decode's offset
+constexpr int k_half_unit = 20;  // HALF: uint32 (half2) of x per unit: 16 + 4 (conflict-free reads)
 
 template <int FMT>
 struct fmt_traits;
@@ -109,6 +111,7 @@ struct stream_args {
     int k, kc;
     int act;  // cuda_stream_act: fake quantization applied while x is staged
     float act_scale;
+    bool half;  // NVFP4, m <= 2: x in FP16 and HFMA2 block sums (stream_kernel's HALF)
 };
 
 // Shared memory of one block: the weight ring, the scale ring, then x.
@@ -144,9 +147,12 @@ __device__ __forceinline__ float out_mul(const stream_args& a, int pi, int row, 
     return mul;
 }
 
-// FP8 per-token activation scales of x's rows (each block computes them for itself over all of k: the
-// same max, so the same scale, as cuda_fp8_fake_quantize's): row_scale[r] = amax_r / 448 (1 for a zero row).
-__device__ __noinline__ void token_scales(const stream_args& a, float* row_scale) {
+// Per-row factors of x over all of k (each block computes them for itself: the same max, so the same
+// factor, in every block). HALF: row_scale[r] = 2^s with the row's amax · 2^s in [2^14, 2^15) (1 for a zero
+// or non-finite amax), row_inv[r] = 2^-s. Else FP8 per-token scales as cuda_fp8_fake_quantize's:
+// row_scale[r] = amax_r / 448 (1 for a zero row).
+template <bool HALF>
+__device__ __noinline__ void row_factors(const stream_args& a, float* row_scale, float* row_inv) {
     __shared__ unsigned amax_bits[16];
     if (threadIdx.x < 16) amax_bits[threadIdx.x] = 0;
     __syncthreads();
@@ -161,10 +167,24 @@ __device__ __noinline__ void token_scales(const stream_args& a, float* row_scale
         if ((threadIdx.x & 31) == 0) atomicMax(&amax_bits[mm], __float_as_uint(mx));  // >= 0: ordered as uint
     }
     __syncthreads();
-    if (threadIdx.x < 16) row_scale[threadIdx.x] = actq::fp8_scale(__uint_as_float(amax_bits[threadIdx.x]));
+    if (threadIdx.x < 16) {
+        const float amax = __uint_as_float(amax_bits[threadIdx.x]);
+        if constexpr (HALF) {
+            const int e = amax > 0.0f && amax <= 3.4e38f ? 14 - ilogbf(amax) : 0;
+            row_scale[threadIdx.x] = ldexpf(1.0f, e);
+            row_inv[threadIdx.x] = ldexpf(1.0f, -e);
+        } else {
+            row_scale[threadIdx.x] = actq::fp8_scale(amax);
+        }
+    }
 }
 
-template <int FMT, int M>
+// HALF (NVFP4 weight-only, m <= 2): x staged as FP16 pairs in the decode's order, scaled per row by 2^s
+// (row_factors), the products of each 16-weight block summed by HFMA2 in FP16 (8 steps per half lane), the
+// blocks in FP32 as in the default path; outputs × 2^-s. Per output: |error| <= ~9 · 2^-11 Σ|x w| (x's
+// rounding and 8 FP16 roundings of partial sums), instead of the FP32 path's ~1e-6; ~2.75 instead of ~4.8
+// instructions per weight.
+template <int FMT, int M, bool HALF>
 __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     stream_kernel(const __grid_constant__ stream_args a) {
     using F = fmt_traits<FMT>;
@@ -174,6 +194,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     constexpr bool has_unit_scales = FMT == cuda_stream_nvfp4 || FMT == cuda_stream_fp8;
     extern __shared__ uint4 smem[];
     __shared__ float row_scale[16];  // FP8 per-token activation scales (a.act == cuda_stream_act_fp8_token)
+    __shared__ float row_inv[16];    // HALF: 2^-s per row, applied to the outputs
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint4* wring = smem + warp * k_depth * WSLOT;
     uint32_t* sring = reinterpret_cast<uint32_t*>(smem + k_warps * k_depth * WSLOT) + warp * k_depth * SSLOT;
@@ -239,7 +260,10 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
 
         if (first) {
             grid_dependency_wait();  // x (and y) may come from the kernel before us
-            if (a.act == cuda_stream_act_fp8_token) token_scales(a, row_scale);
+            if (HALF)
+                row_factors<true>(a, row_scale, row_inv);
+            else if (a.act == cuda_stream_act_fp8_token)
+                row_factors<false>(a, row_scale, row_inv);
         }
         __syncthreads();  // every reader of the previous chunk's x is done
         constexpr int F4 = EL / 4;
@@ -249,7 +273,29 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
             d[0] = make_float2(v.x, v.y);
             d[1] = make_float2(v.z, v.w);
         };
-        if (a.act == cuda_stream_act_nvfp4) {  // per 16-block of a row: one thread reads and writes it
+        if constexpr (HALF) {  // one 8-value word per step: half2 (x_q, x_q+4) · 2^s, q = 0..3, in 4 words
+            uint32_t* xh = reinterpret_cast<uint32_t*>(xs);
+            const int n_w = M * units * 4;
+            for (int i = threadIdx.x; i < n_w; i += k_threads) {
+                const int mm = i / (units * 4), wi = i - mm * units * 4;
+                uint4 out = make_uint4(0, 0, 0, 0);
+                if (mm < a.m) {
+                    const float* src = a.x + int64_t(mm) * a.k + k0 + wi * 8;
+                    const float4 lo = *reinterpret_cast<const float4*>(src);
+                    const float4 hi = *reinterpret_cast<const float4*>(src + 4);
+                    const float mul = row_scale[mm];
+                    const __half2 p0 = __floats2half2_rn(lo.x * mul, hi.x * mul);
+                    const __half2 p1 = __floats2half2_rn(lo.y * mul, hi.y * mul);
+                    const __half2 p2 = __floats2half2_rn(lo.z * mul, hi.z * mul);
+                    const __half2 p3 = __floats2half2_rn(lo.w * mul, hi.w * mul);
+                    out = make_uint4(
+                        *reinterpret_cast<const uint32_t*>(&p0), *reinterpret_cast<const uint32_t*>(&p1),
+                        *reinterpret_cast<const uint32_t*>(&p2), *reinterpret_cast<const uint32_t*>(&p3));
+                }
+                *reinterpret_cast<uint4*>(xh + mm * (units * k_half_unit) + (wi / 4) * k_half_unit +
+                                          (wi % 4) * 4) = out;
+            }
+        } else if (a.act == cuda_stream_act_nvfp4) {  // per 16-block of a row: one thread reads and writes it
             const int n_g = M * (units * EL / 16);
             for (int i = threadIdx.x; i < n_g; i += k_threads) {
                 const int mm = i / (units * EL / 16), kk = (i - mm * (units * EL / 16)) * 16;
@@ -315,23 +361,59 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
 #pragma unroll
                 for (int g = 0; g < 4 / GW; ++g) {
                     float part[k_rows][M] = {};
-#pragma unroll
-                    for (int h = 0; h < GW; ++h) {
-                        const int wi = g * GW + h;
-                        float wf[k_rows][VPW];
-#pragma unroll
-                        for (int r = 0; r < k_rows; ++r)
-                            decode_word<FMT>(reinterpret_cast<const uint32_t*>(&w[r])[wi], wf[r]);
+                    if constexpr (HALF) {
+                        // The group's two words of x (8 half2) per batch row, then per weight row 8 HFMA2.
+                        uint32_t xw[M][8];
 #pragma unroll
                         for (int mm = 0; mm < M; ++mm) {
-                            float xv[VPW];
-                            load_x(xu + mm * xs_row + wi * VPW, xv);
+                            const uint32_t* xr = reinterpret_cast<const uint32_t*>(xs) +
+                                                 mm * (units * k_half_unit) + (u0 + u) * k_half_unit + 8 * g;
+                            const uint4 p = *reinterpret_cast<const uint4*>(xr);
+                            const uint4 q = *reinterpret_cast<const uint4*>(xr + 4);
+                            xw[mm][0] = p.x, xw[mm][1] = p.y, xw[mm][2] = p.z, xw[mm][3] = p.w;
+                            xw[mm][4] = q.x, xw[mm][5] = q.y, xw[mm][6] = q.z, xw[mm][7] = q.w;
+                        }
 #pragma unroll
-                            for (int r = 0; r < k_rows; ++r) {
-                                float s = part[r][mm];
+                        for (int r = 0; r < k_rows; ++r) {
+                            __half2 hs[M];
 #pragma unroll
-                                for (int e = 0; e < VPW; ++e) s = fmaf(xv[e], wf[r][e], s);
-                                part[r][mm] = s;
+                            for (int mm = 0; mm < M; ++mm) hs[mm] = __float2half2_rn(0.0f);
+#pragma unroll
+                            for (int hh = 0; hh < 2; ++hh) {
+                                const uint32_t word = reinterpret_cast<const uint32_t*>(&w[r])[2 * g + hh];
+#pragma unroll
+                                for (int q = 0; q < 4; ++q) {
+                                    const uint32_t wb = e2m1x2_half2_bits(word << (12 - 4 * q));
+#pragma unroll
+                                    for (int mm = 0; mm < M; ++mm)
+                                        hs[mm] = __hfma2(
+                                            *reinterpret_cast<const __half2*>(&wb),
+                                            *reinterpret_cast<const __half2*>(&xw[mm][4 * hh + q]), hs[mm]);
+                                }
+                            }
+#pragma unroll
+                            for (int mm = 0; mm < M; ++mm)
+                                part[r][mm] = __low2float(hs[mm]) + __high2float(hs[mm]);
+                        }
+                    } else {
+#pragma unroll
+                        for (int h = 0; h < GW; ++h) {
+                            const int wi = g * GW + h;
+                            float wf[k_rows][VPW];
+#pragma unroll
+                            for (int r = 0; r < k_rows; ++r)
+                                decode_word<FMT>(reinterpret_cast<const uint32_t*>(&w[r])[wi], wf[r]);
+#pragma unroll
+                            for (int mm = 0; mm < M; ++mm) {
+                                float xv[VPW];
+                                load_x(xu + mm * xs_row + wi * VPW, xv);
+#pragma unroll
+                                for (int r = 0; r < k_rows; ++r) {
+                                    float s = part[r][mm];
+#pragma unroll
+                                    for (int e = 0; e < VPW; ++e) s = fmaf(xv[e], wf[r][e], s);
+                                    part[r][mm] = s;
+                                }
                             }
                         }
                     }
@@ -368,9 +450,10 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
 #pragma unroll
                     for (int mm = 0; mm < M; ++mm) {
                         if (mm != lane) continue;
-                        const float g = fmaf(out[0][mm], out_mul(a, 0, row, block_scaled),
+                        const float xi = HALF ? row_inv[mm] : 1.0f;
+                        const float g = fmaf(out[0][mm] * xi, out_mul(a, 0, row, block_scaled),
                                              a.p[0].bias ? a.p[0].bias[row] : 0.0f);
-                        const float u = fmaf(out[1][mm], out_mul(a, 1, row, block_scaled),
+                        const float u = fmaf(out[1][mm] * xi, out_mul(a, 1, row, block_scaled),
                                              a.p[1].bias ? a.p[1].bias[row] : 0.0f);
                         a.p[0].y[int64_t(mm) * a.p[0].n + row] = g / (1.0f + expf(-g)) * u;
                     }
@@ -388,7 +471,9 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                     float v = out[r][mm];
                     float* yp = P.y + int64_t(mm) * P.n + row;
                     if (!first) v += *yp;
-                    if (last) v = fmaf(v, out_mul(a, pi, row, block_scaled), P.bias ? P.bias[row] : 0.0f);
+                    if (last)
+                        v = fmaf(HALF ? v * row_inv[mm] : v, out_mul(a, pi, row, block_scaled),
+                                 P.bias ? P.bias[row] : 0.0f);
                     *yp = v;
                 }
             }
@@ -427,7 +512,7 @@ int64_t m_bucket(int64_t m) {
     return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16;
 }
 
-template <int FMT, int M>
+template <int FMT, int M, bool HALF = false>
 cudaError_t launch(stream_args a, cudaStream_t stream) {
     constexpr int EL = fmt_traits<FMT>::EL, US = unit_floats<FMT>();
     device_limits d;
@@ -443,7 +528,7 @@ cudaError_t launch(stream_args a, cudaStream_t stream) {
     a.kc = kc;
     const int units = kc / EL;
     const size_t smem = ring_bytes() + size_t(M) * size_t(units) * US * sizeof(float);
-    auto kernel = stream_kernel<FMT, M>;
+    auto kernel = stream_kernel<FMT, M, HALF>;
     static std::atomic<size_t> smem_set{48 * 1024};
     if (smem > smem_set.load()) {
         e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(budget));
@@ -457,6 +542,10 @@ cudaError_t launch(stream_args a, cudaStream_t stream) {
 
 template <int FMT>
 cudaError_t dispatch_m(const stream_args& a, cudaStream_t stream) {
+    if constexpr (FMT == cuda_stream_nvfp4) {
+        if (a.half && a.m <= 1) return launch<FMT, 1, true>(a, stream);
+        if (a.half && a.m <= 2) return launch<FMT, 2, true>(a, stream);
+    }
     if (a.m <= 1) return launch<FMT, 1>(a, stream);
     if (a.m <= 2) return launch<FMT, 2>(a, stream);
     if (a.m <= 4) return launch<FMT, 4>(a, stream);
@@ -484,6 +573,9 @@ cudaError_t make_args(const float* x, int64_t m, const cuda_stream_part* parts, 
     a.k = a.kc = int(w0.k);
     a.act = int(w0.act);
     a.act_scale = w0.act_scale;
+    a.half = cuda_linear_stream_fp16_x() && w0.format == cuda_stream_nvfp4 && m <= 2 &&
+             w0.act == cuda_stream_act_none;
+    for (int i = 0; i < n_parts; ++i) a.half = a.half && parts[i].w.fp16_x;
     if (w0.act < cuda_stream_act_none || w0.act > cuda_stream_act_nvfp4 ||
         (w0.act == cuda_stream_act_nvfp4 && w0.k % 16))
         return cudaErrorInvalidValue;
@@ -541,6 +633,22 @@ bool swiglu_fits_fmt(int64_t m, int64_t k) {
 }
 
 }  // namespace
+
+namespace {
+int g_fp16_x = -1;  // -1: not looked up yet
+}  // namespace
+
+bool cuda_linear_stream_fp16_x() {
+    if (g_fp16_x < 0) {
+        const char* v = std::getenv("NIBBLE_GEMV_HFMA2");
+        g_fp16_x = v && v[0] == '1' ? 1 : 0;
+    }
+    return g_fp16_x == 1;
+}
+
+void cuda_linear_stream_set_fp16_x(bool on) {
+    g_fp16_x = on ? 1 : 0;
+}
 
 bool cuda_linear_stream_supports(cuda_stream_format f, int64_t k) {
     if (k <= 0 || k > INT32_MAX / 2) return false;

@@ -56,7 +56,18 @@ struct cuda_stream_weight {
     int64_t n = 0, k = 0;
     cuda_stream_act act = cuda_stream_act_none;  // the same for every part of a launch
     float act_scale = 1.0f;
+    // The caller accepts x rounded to FP16 with FP16 sums inside each 16-weight block (weight-only
+    // layers): see cuda_linear_stream_fp16_x.
+    bool fp16_x = false;
 };
+
+// NVFP4 at m <= 2 with every part's fp16_x set: x staged in FP16 (scaled per row by a power of two) and
+// the products of each 16-weight block summed by HFMA2, FP32 across blocks; |error| <= ~9 · 2^-11 Σ|x·w|
+// per output instead of ~1e-6, ~2.75 instead of ~4.8 instructions per weight. Off unless
+// NIBBLE_GEMV_HFMA2=1 (written 2026-12-01 without a GPU to measure it; bench/gemv_variants decides), or as
+// last set (tests, A/B runs).
+bool cuda_linear_stream_fp16_x();
+void cuda_linear_stream_set_fp16_x(bool on);
 
 // Whether cuda_linear_stream takes this weight (format and k as in the contract above).
 bool cuda_linear_stream_supports(cuda_stream_format f, int64_t k);

@@ -34,6 +34,7 @@
 #include "cpu/cpu_backend.h"
 #include "cuda/backend_ops.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/linear_stream.h"
 #include "cuda_test_util.h"
 #include "engine/runner.h"
 #include "loader/checkpoint.h"
@@ -209,6 +210,32 @@ void check_linear(const test_linear& t, int64_t rows, uint32_t seed, const char*
     }
     EXPECT_EQ(bad, 0) << what << " rows " << rows << ": worst relative error " << worst;
     std::printf("linear %-28s rows %3lld: worst |d| / sum|x w| = %.2g\n", what, (long long)rows, worst);
+    // Weight-only NVFP4 at m <= 2 with FP16 activations and HFMA2 block sums (cuda_linear_stream_fp16_x):
+    // 5e-3 Σ|x w| (x's 2^-11 and 8 FP16 roundings of the block's partial sums, ~9 · 2^-11).
+    if (t.w.format == weight_format_nvfp4 && t.w.act == act_format_none && rows <= 2) {
+        const bool was = cuda_linear_stream_fp16_x();
+        cuda_linear_stream_set_fp16_x(true);
+        gpu.linear(xd, rows, t.w, yd);
+        cuda_linear_stream_set_fp16_x(was);
+        const std::vector<float> half = host(gpu, yd, size_t(rows * n));
+        int bad_half = 0;
+        double worst_half = 0;
+        for (int64_t r = 0; r < n; ++r) {
+            cpu_decode_row(t.w, r, row.data());
+            for (int64_t i = 0; i < rows; ++i) {
+                double s = 0;
+                for (int64_t j = 0; j < k; ++j)
+                    s += std::fabs(double(xq[size_t(i * k + j)]) * row[size_t(j)]);
+                const double d = std::fabs(double(half[size_t(i * n + r)]) - want[size_t(i * n + r)]);
+                worst_half = std::max(worst_half, d / (s + 1e-30));
+                if (d > 5e-3 * s + 1e-6) ++bad_half;
+            }
+        }
+        EXPECT_EQ(bad_half, 0) << what << " rows " << rows << " (FP16 x, HFMA2): worst relative error "
+                               << worst_half;
+        std::printf("linear %-28s rows %3lld: FP16 x / HFMA2 blocks: worst |d| / sum|x w| = %.2g\n", what,
+                    (long long)rows, worst_half);
+    }
 }
 
 }  // namespace
