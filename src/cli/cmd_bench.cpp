@@ -10,7 +10,8 @@
 // only for the last token, attention scores not counted).
 // Decode: one runner with a slot per sequence of the largest batch; for each batch B, B slots prefilled
 // with --prompt-len ids each, then --gen-len steps of all B slots at once (greedy ids, positions
-// advancing), each step timed (decode returns host logits, so it is synchronous); the first 2 steps are
+// advancing), each step timed up to its greedy ids on the host (the logits stay on the device and each row
+// is reduced to its top entry there, as the engine samples; that call synchronizes); the first 2 steps are
 // warm-up (a step graph is recorded on the 2nd sighting of its shape). Bytes per step = the weight bytes of
 // one token (read once per step, whatever B) + the KV read by the B slots (their mean context over the
 // timed steps x kv_bytes_per_position); GB/s = bytes / median step time; % of roofline = GB/s / copy
@@ -226,18 +227,22 @@ decode_figures measure_decode(model_runner& r, const bench_config& c, int64_t ba
         ids[b] = argmax_of(logits);
         pos[b] = int32_t(c.prompt_len);
     }
+    std::vector<int32_t> rows(B);
+    for (size_t b = 0; b < B; ++b) rows[b] = int32_t(b);
     std::vector<double> ms;
     double context_sum = 0;
     for (int64_t step = 0; step < c.gen_len; ++step) {
         auto t0 = clock_type::now();
-        std::vector<float> logits = r.decode(slots, ids, pos);
+        // As the engine samples: logits stay on the device, each row reduced there to its top entry.
+        r.step_device(slots, ids, pos, rows);
+        const model_runner::top_k_lists top = r.top_k(1);  // synchronizes
         const double s = seconds_since(t0);
         if (step >= k_warmup_steps) {
             ms.push_back(s * 1e3);
             for (int32_t p : pos) context_sum += double(p) + 1.0;  // the new position is read too
         }
         for (size_t b = 0; b < B; ++b) {
-            ids[b] = argmax_of(std::span<const float>(logits).subspan(b * size_t(V), size_t(V)));
+            ids[b] = top.ids[b];
             ++pos[b];
         }
     }
