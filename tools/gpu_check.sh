@@ -18,12 +18,14 @@ summary=()
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
 for p in "${parts[@]}"; do
   case $p in
-    tests)
-      .device/test_cuda_ops ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} > "$OUT/tests.log" 2>&1
-      summary+=("tests rc $?: $(grep -c '^\[       OK' "$OUT/tests.log") ok, $(grep -c '^\[  FAILED' "$OUT/tests.log") failed lines")
-      grep -E '^\[  FAILED' "$OUT/tests.log" | sort -u | head -20
-      grep -E -A3 'Failure$' "$OUT/tests.log" | head -40
-      grep -E '^(e2e|linear) ' "$OUT/tests.log" | head -60 > "$OUT/tests-short.txt"
+    tests)  # TESTS_TAG names the log (tests-TAG.log) when one call runs the tests more than once
+      log="$OUT/tests${TESTS_TAG:+-$TESTS_TAG}.log"
+      .device/test_cuda_ops ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} > "$log" 2>&1
+      summary+=("tests${TESTS_TAG:+ $TESTS_TAG} rc $?: $(grep -c '^\[       OK' "$log") ok, $(grep -c '^\[  FAILED' "$log") failed lines")
+      grep -E '^\[  FAILED' "$log" | sort -u | head -20
+      grep -E -A3 'Failure$' "$log" | head -40
+      grep -E '^(e2e|linear) ' "$log" | head -80 > "${log%.log}-short.txt"
+      grep -E '^attention (prefill-tc|.*prefill .*TFLOP)' "$log" | head -40
       ;;
     variants)  # NVFP4 GEMV design variants against the production kernel (bench/gemv_variants.cu)
       .device/gemv_variants ${VARIANT_ARGS:-} > "$OUT/variants.txt" 2>&1
