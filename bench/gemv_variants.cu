@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "core/formats.h"
 #include "cuda/kernel_util.cuh"
 #include "cuda/linear_mma.h"
 #include "cuda/linear_stream.h"
@@ -285,16 +286,6 @@ void launch_variant(const variant& v, const uint8_t* w, const uint8_t* sc, const
     std::exit(1);
 }
 
-float e2m1_host(int c) {
-    static const float t[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-    return (c & 8 ? -1.0f : 1.0f) * t[c & 7];
-}
-float e4m3_host(int b) {
-    const int e = (b >> 3) & 15, m = b & 7;
-    const float v = e == 0 ? std::ldexp(float(m) / 8.0f, -6) : std::ldexp(1.0f + float(m) / 8.0f, e - 7);
-    return b & 0x80 ? -v : v;
-}
-
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
@@ -380,7 +371,8 @@ int main(int argc, char** argv) {
             double a = 0, m = 0;
             for (int i = 0; i < k; ++i) {
                 const int c = (hw[size_t(r) * (k / 2) + i / 2] >> (4 * (i & 1))) & 15;
-                const double wv = double(e2m1_host(c)) * e4m3_host(hs[size_t(r) * (k / 16) + i / 16]);
+                const double wv =
+                    double(e2m1_to_float(uint8_t(c))) * e4m3_to_float(hs[size_t(r) * (k / 16) + i / 16]);
                 a += wv * hx[size_t(i)];
                 m += std::fabs(wv * hx[size_t(i)]);
             }

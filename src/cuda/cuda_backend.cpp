@@ -581,13 +581,11 @@ const float* cuda_backend::stream_input(const float* x, int64_t rows, const line
     return x;
 }
 
-bool cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts,
+void cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts,
                               bool exact_x) {
-    if (!mma_takes(rows, parts)) return false;
     grow(mma_ws_, cuda_linear_mma_workspace_bytes(rows, parts, n_parts, exact_x), true);
     NIBBLE_CUDA_CHECK(
         cuda_linear_mma_parts(x, rows, parts, n_parts, exact_x, mma_ws_.p, mma_ws_.bytes, stream_));
-    return true;
 }
 
 void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight& q, const linear_weight& k,

@@ -184,10 +184,10 @@ class cuda_backend : public backend {
                               int n_parts);
     // Whether a decode batch of `rows` over these parts goes to the tensor-core kernel (linear_mma.h).
     bool mma_takes(int64_t rows, const cuda_stream_part* parts) const;
-    // Decode batches through the tensor-core kernel (linear_mma.h) when it takes the parts; false otherwise.
+    // A decode batch through the tensor-core kernel (linear_mma.h), for parts mma_takes() accepts.
     // exact_x: fake-quantized activations (kept to ~2^-21 there: the next layer quantizes what this one
     // outputs); weight-only: FP16 activations.
-    bool linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts, bool exact_x);
+    void linear_mma(const float* x, int64_t rows, const cuda_stream_part* parts, int n_parts, bool exact_x);
     // Whether a decode batch of `rows` over w goes to the BF16 tensor-core GEMM (dense BF16 weights).
     bool bf16_on_tensor_cores(const linear_weight& w, int64_t rows) const;
     void not_recording(const char* what) const;
