@@ -145,6 +145,31 @@ class backend {
         linear(x, rows, up, up_scratch);
         silu_mul(out, up_scratch, rows * gate.n, out);
     }
+    // Norms and residual adds fused into the linears around them: model_forward issues a step of `rows`
+    // tokens through the three ops below where fuses_norms(rows) says so (the default: never). Each has
+    // the semantics of the unfused sequence, which the defaults compose; a backend overrides them where
+    // it can fuse (cuda_backend: the weight-streaming GEMV normalizes x as it stages it, and adds its
+    // result to the residual in place).
+    virtual bool fuses_norms(int64_t rows) const { return false; }
+    // h = rms_norm(x) · norm (h [rows, q.k]: scratch, written or not), then linear_qkv(h, ...).
+    virtual void norm_linear_qkv(const float* x, const tensor_view& norm, float eps, int64_t rows, float* h,
+                                 const linear_weight& q, const linear_weight& k, const linear_weight& v,
+                                 float* out_q, float* out_k, float* out_v) {
+        rms_norm(x, norm, rows, q.k, eps, h);
+        linear_qkv(h, rows, q, k, v, out_q, out_k, out_v);
+    }
+    // h = rms_norm(x) · norm (scratch, as above), then linear_swiglu(h, ...).
+    virtual void norm_linear_swiglu(const float* x, const tensor_view& norm, float eps, int64_t rows,
+                                    float* h, const linear_weight& gate, const linear_weight& up, float* out,
+                                    float* up_scratch) {
+        rms_norm(x, norm, rows, gate.k, eps, h);
+        linear_swiglu(h, rows, gate, up, out, up_scratch);
+    }
+    // x [rows, w.n] += linear(in) (scratch [rows, w.n], written or not).
+    virtual void linear_add(const float* in, int64_t rows, const linear_weight& w, float* x, float* scratch) {
+        linear(in, rows, w, scratch);
+        add(x, scratch, rows * w.n);
+    }
     // out = silu(gate) * up, elementwise over n values (out may alias gate).
     virtual void silu_mul(const float* gate, const float* up, int64_t n, float* out) = 0;
     // dst[i] = src[rows[i]] for rows of `cols` floats.

@@ -69,8 +69,30 @@ void model_forward::run(const step_tokens& s, std::span<const int32_t> logit_row
 void model_forward::issue(const step_tokens& s, std::span<const int32_t> logit_rows) {
     const int64_t T = int64_t(s.ids.size()), H = c_.hidden_size;
     const int32_t L = int32_t(w_.layers.size());
+    const float eps = c_.rms_norm_eps;
     b_.embed(w_.embed, s, x_);
-    if (L > 0) b_.rms_norm(x_, w_.layers[0].attn_norm, T, H, c_.rms_norm_eps, h_);
+    // Norms fused into the linears after them and residual adds into the linears before (backend.h).
+    if (b_.fuses_norms(T)) {
+        for (int32_t li = 0; li < L; ++li) {
+            const layer_weights& l = w_.layers[size_t(li)];
+            b_.norm_linear_qkv(x_, l.attn_norm, eps, T, h_, l.q, l.k, l.v, q_, k_, v_);
+            b_.rope_and_cache(c_, li, l, s, q_, k_, v_);
+            b_.attention(c_, li, s, q_, attn_);
+            b_.linear_add(attn_, T, l.o, x_, mlp_);
+            if (l.moe) {
+                b_.rms_norm(x_, l.ffn_norm, T, H, eps, h_);
+                b_.linear(h_, T, l.router, router_);
+                b_.moe(c_, l, h_, router_, T, mlp_);
+                b_.add(x_, mlp_, T * H);
+            } else {
+                b_.norm_linear_swiglu(x_, l.ffn_norm, eps, T, h_, l.gate, l.up, gate_, up_);
+                b_.linear_add(gate_, T, l.down, x_, mlp_);
+            }
+        }
+        finish(logit_rows);
+        return;
+    }
+    if (L > 0) b_.rms_norm(x_, w_.layers[0].attn_norm, T, H, eps, h_);
     for (int32_t li = 0; li < L; ++li) {
         const layer_weights& l = w_.layers[size_t(li)];
         // h_ holds rms_norm(x) · attn_norm here.
@@ -91,7 +113,12 @@ void model_forward::issue(const step_tokens& s, std::span<const int32_t> logit_r
         else
             b_.add(x_, mlp_, T * H);
     }
+    finish(logit_rows);
+}
+
+void model_forward::finish(std::span<const int32_t> logit_rows) {
     if (logit_rows.empty()) return;
+    const int64_t H = c_.hidden_size;
     const int64_t R = int64_t(logit_rows.size());
     b_.gather_rows(x_, H, logit_rows, last_);
     b_.rms_norm(last_, w_.final_norm, R, H, c_.rms_norm_eps, last_);

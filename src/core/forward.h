@@ -1,7 +1,8 @@
 // The model forward, written once over backend ops: embeddings, then per layer RMSNorm -> attention
 // (q/k/v projections, Qwen3 q/k norms, RoPE, KV cache, GQA) -> residual -> RMSNorm -> SwiGLU MLP or
 // routed experts -> residual; final norm and lm_head. Prefill chunks and decode tokens of several
-// sequences go through the same step.
+// sequences go through the same step. Where the backend fuses norms for a step (backend::fuses_norms),
+// each RMSNorm goes into the linears after it and each residual add into the linear before it.
 //
 // Step recording: a step's ops depend only on its shape (tokens T, logit rows R) once the backend has
 // staged its ids, slots, positions and logit rows (begin_step), so a backend that records steps (CUDA
@@ -48,6 +49,8 @@ class model_forward {
   private:
     // The ops of one step, from the staged tokens to the logits in backend memory.
     void issue(const step_tokens& s, std::span<const int32_t> logit_rows);
+    // The final norm and lm_head over the logit rows of x_.
+    void finish(std::span<const int32_t> logit_rows);
 
     const model_config& c_;
     const model_weights& w_;

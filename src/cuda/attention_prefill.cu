@@ -349,13 +349,13 @@ cudaError_t launch_hd(const float* q, const cuda_kv_cache& kv, const int32_t* sl
     return cudaErrorInvalidValue;
 }
 
-// -1: not looked up yet; else whether NIBBLE_TC_ATTENTION=1 (set_prefill overrides).
+// -1: not looked up yet; else on unless NIBBLE_TC_ATTENTION=0 (set_prefill overrides).
 int g_enabled = -1;
 
 bool enabled() {
     if (g_enabled < 0) {
         const char* v = std::getenv("NIBBLE_TC_ATTENTION");
-        g_enabled = v && v[0] == '1' ? 1 : 0;
+        g_enabled = v && v[0] == '0' ? 0 : 1;
     }
     return g_enabled == 1;
 }

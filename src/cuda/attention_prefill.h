@@ -16,8 +16,8 @@
 
 namespace nibble {
 
-// Whether the tensor-core path is on: off unless NIBBLE_TC_ATTENTION=1 is in the environment (it has not
-// yet been validated on a GPU: the first run of its op tests decides), or as last set (tests, A/B runs).
+// Whether the tensor-core path is on: on unless NIBBLE_TC_ATTENTION=0 is in the environment, or as last set
+// (tests, A/B runs).
 bool cuda_attention_prefill_enabled();
 void cuda_attention_set_prefill(bool on);
 

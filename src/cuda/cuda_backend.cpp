@@ -68,8 +68,10 @@ cuda_backend::cuda_backend(int device) : device_(device) {
     const char* lin = std::getenv("NIBBLE_LINEAR");
     mma_off_ = lin && std::string(lin) == "stream";
     if (lin && std::string(lin) == "mma") mma_min_rows_ = 1;
+    const char* fn = std::getenv("NIBBLE_FUSED_NORM");
+    fused_norm_ = !(fn && std::string(fn) == "0");
     const char* fa = std::getenv("NIBBLE_FUSED_ACT");
-    fused_act_ = fa && std::string(fa) == "1";
+    fused_act_ = !(fa && std::string(fa) == "0");
     if (const char* r = std::getenv("NIBBLE_BF16_TC_MIN_ROWS")) bf16_tc_min_rows_ = std::max(1, std::atoi(r));
     const char* f16 = std::getenv("NIBBLE_PREFILL_F16");
     f16_prefill_ = !(f16 && f16[0] == '0');
@@ -507,8 +509,8 @@ bool cuda_backend::stream_view(const linear_weight& w, cuda_stream_weight& sw) {
     sw = cuda_stream_weight{};
     sw.n = w.n;
     sw.k = w.k;
-    sw.fp16_x =
-        w.act == act_format_none;  // weight-only: FP16 activations allowed (cuda_linear_stream_fp16_x)
+    // Weight-only, outside MoE experts: FP16 activations allowed (cuda_linear_stream_fp16_x).
+    sw.fp16_x = w.act == act_format_none && fp16_x_ok_;
     if (w.format == weight_format_nvfp4 && cuda_linear_stream_supports(cuda_stream_nvfp4, w.k) &&
         !cuda_nvfp4_legacy_gemv()) {
         sw.format = cuda_stream_nvfp4;
@@ -588,18 +590,38 @@ void cuda_backend::linear_mma(const float* x, int64_t rows, const cuda_stream_pa
         cuda_linear_mma_parts(x, rows, parts, n_parts, exact_x, mma_ws_.p, mma_ws_.bytes, stream_));
 }
 
-void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight& q, const linear_weight& k,
-                              const linear_weight& v, float* out_q, float* out_k, float* out_v) {
-    cuda_stream_part p[3];
+bool cuda_backend::qkv_parts(int64_t rows, const linear_weight& q, const linear_weight& k,
+                             const linear_weight& v, float* out_q, float* out_k, float* out_v,
+                             cuda_stream_part* p) {
     if (rows > 16 || bf16_on_tensor_cores(q, rows) || !same_scheme(q, k) || !same_scheme(q, v) ||
         !stream_view(q, p[0].w) || !stream_view(k, p[1].w) || !stream_view(v, p[2].w))
-        return backend::linear_qkv(x, rows, q, k, v, out_q, out_k, out_v);
+        return false;
     const linear_weight* ws[3] = {&q, &k, &v};
     float* outs[3] = {out_q, out_k, out_v};
     for (int i = 0; i < 3; ++i) {
         p[i].bias = ws[i]->bias.empty() ? nullptr : f32(ws[i]->bias);
         p[i].y = outs[i];
     }
+    return true;
+}
+
+bool cuda_backend::swiglu_parts(int64_t rows, const linear_weight& gate, const linear_weight& up, float* out,
+                                float* up_scratch, cuda_stream_part* p) {
+    if (rows > 16 || bf16_on_tensor_cores(gate, rows) || gate.n != up.n || !same_scheme(gate, up) ||
+        !stream_view(gate, p[0].w) || !stream_view(up, p[1].w))
+        return false;
+    p[0].bias = gate.bias.empty() ? nullptr : f32(gate.bias);
+    p[1].bias = up.bias.empty() ? nullptr : f32(up.bias);
+    p[0].y = out;
+    p[1].y = up_scratch;
+    return true;
+}
+
+void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight& q, const linear_weight& k,
+                              const linear_weight& v, float* out_q, float* out_k, float* out_v) {
+    cuda_stream_part p[3];
+    if (!qkv_parts(rows, q, k, v, out_q, out_k, out_v, p))
+        return backend::linear_qkv(x, rows, q, k, v, out_q, out_k, out_v);
     if (mma_takes(rows, p)) {
         linear_mma(quantize_input(x, rows, q), rows, p, 3, q.act != act_format_none);
         return;
@@ -611,13 +633,8 @@ void cuda_backend::linear_qkv(const float* x, int64_t rows, const linear_weight&
 void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weight& gate,
                                  const linear_weight& up, float* out, float* up_scratch) {
     cuda_stream_part p[2];
-    if (rows > 16 || bf16_on_tensor_cores(gate, rows) || gate.n != up.n || !same_scheme(gate, up) ||
-        !stream_view(gate, p[0].w) || !stream_view(up, p[1].w))
+    if (!swiglu_parts(rows, gate, up, out, up_scratch, p))
         return backend::linear_swiglu(x, rows, gate, up, out, up_scratch);
-    p[0].bias = gate.bias.empty() ? nullptr : f32(gate.bias);
-    p[1].bias = up.bias.empty() ? nullptr : f32(up.bias);
-    p[0].y = out;
-    p[1].y = up_scratch;
     // Tensor cores: gate and up in one launch, then the SiLU product; else SwiGLU fused into the
     // CUDA-core kernel when x fits its shared memory, else the separate ops.
     if (mma_takes(rows, p)) {
@@ -629,6 +646,49 @@ void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weig
         return backend::linear_swiglu(x, rows, gate, up, out, up_scratch);
     const float* xs = stream_input(x, rows, gate, p, 2);
     NIBBLE_CUDA_CHECK(cuda_linear_stream_swiglu(xs, rows, p, stream_));
+}
+
+bool cuda_backend::fuses_norms(int64_t rows) const {
+    return fused_norm_ && rows <= 2;
+}
+
+// The norm goes into the weight-streaming kernel's staging of x where that kernel takes the step and any
+// activation quantization is fused too (it must see the normed values); else the separate ops.
+void cuda_backend::norm_linear_qkv(const float* x, const tensor_view& norm, float eps, int64_t rows, float* h,
+                                   const linear_weight& q, const linear_weight& k, const linear_weight& v,
+                                   float* out_q, float* out_k, float* out_v) {
+    cuda_stream_part p[3];
+    if (!qkv_parts(rows, q, k, v, out_q, out_k, out_v, p) || mma_takes(rows, p) ||
+        (q.act != act_format_none && !fused_act_))
+        return backend::norm_linear_qkv(x, norm, eps, rows, h, q, k, v, out_q, out_k, out_v);
+    const float* xs = stream_input(x, rows, q, p, 3);
+    NIBBLE_CUDA_CHECK(cuda_linear_stream_parts(xs, rows, p, 3, stream_, cuda_stream_norm{f32(norm), eps}));
+}
+
+void cuda_backend::norm_linear_swiglu(const float* x, const tensor_view& norm, float eps, int64_t rows,
+                                      float* h, const linear_weight& gate, const linear_weight& up,
+                                      float* out, float* up_scratch) {
+    cuda_stream_part p[2];
+    if (!swiglu_parts(rows, gate, up, out, up_scratch, p) || mma_takes(rows, p) ||
+        !cuda_linear_stream_swiglu_fits(p[0].w.format, rows, gate.k) ||
+        (gate.act != act_format_none && !fused_act_))
+        return backend::norm_linear_swiglu(x, norm, eps, rows, h, gate, up, out, up_scratch);
+    const float* xs = stream_input(x, rows, gate, p, 2);
+    NIBBLE_CUDA_CHECK(cuda_linear_stream_swiglu(xs, rows, p, stream_, cuda_stream_norm{f32(norm), eps}));
+}
+
+// The residual add in the weight-streaming kernel's epilogue where it takes the step with x in one chunk.
+void cuda_backend::linear_add(const float* in, int64_t rows, const linear_weight& w, float* x,
+                              float* scratch) {
+    cuda_stream_part sp;
+    if (rows > 16 || rows < 1 || bf16_on_tensor_cores(w, rows) || !stream_view(w, sp.w) ||
+        mma_takes(rows, &sp) || !cuda_linear_stream_single_chunk(sp.w.format, rows, w.k))
+        return backend::linear_add(in, rows, w, x, scratch);
+    sp.bias = w.bias.empty() ? nullptr : f32(w.bias);
+    sp.y = x;
+    sp.accumulate = true;
+    const float* xs = stream_input(in, rows, w, &sp, 1);
+    NIBBLE_CUDA_CHECK(cuda_linear_stream_parts(xs, rows, &sp, 1, stream_));
 }
 
 void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, float* out) {
@@ -975,6 +1035,14 @@ void cuda_backend::moe(const model_config& c, const layer_weights& l, const floa
     float* g = scratch(3, size_t(rows * I));
     float* u = scratch(4, size_t(rows * I));
     float* y = scratch(5, size_t(rows * H));
+    // The experts keep FP32 activations on the weight-streaming kernel (stream_view): a routing near-tie
+    // turns the FP16 mode's 2^-11 into another expert (seen: 0.23 on the last logits of the bundled MoE
+    // NVFP4 W4A16 model against 0.006 in FP32, H200, 2026-12-01); MoE speed is its own work.
+    fp16_x_ok_ = false;
+    struct restore {
+        bool& f;
+        ~restore() { f = true; }
+    } restore_fp16_x{fp16_x_ok_};
     for (int64_t e = 0; e < E; ++e) {
         const auto& te = tok[size_t(e)];
         if (te.empty()) continue;

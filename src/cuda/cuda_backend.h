@@ -9,8 +9,9 @@
 // biases and FP8 scales are converted once to float32 on the device.
 //
 // Linear: activations are fake-quantized for W4A4 / FP8 schemes, exactly as core/quant.cpp and
-// cpu_quantize_activations: by a kernel before the linear, or (set_fused_act, NIBBLE_FUSED_ACT=1) inside
-// the weight-streaming kernel as it stages x (W4A4, FP8 per token or static). Rows <= 16 (decode):
+// cpu_quantize_activations: inside the weight-streaming kernel as it stages x where it runs (W4A4, FP8 per
+// token or static; NIBBLE_FUSED_ACT=0 / set_fused_act(false): by a kernel before it), else by a kernel
+// before the linear. Rows <= 16 (decode):
 // NVFP4 and FP8 weights run on the tensor cores (cuda_linear_mma_parts) from 3 rows and dense BF16 weights on
 // the BF16 GEMM below (the CUDA-core GEMV is FMA-bound there: BF16 batch 16 took 29.0 ms a step on CUDA
 // cores, 9.5 ms on tensor cores, synthetic Qwen3-8B, H200, 2026-12-01); otherwise NVFP4, FP8 and BF16 weights
@@ -93,6 +94,14 @@ class cuda_backend : public backend {
                     const linear_weight& v, float* out_q, float* out_k, float* out_v) override;
     void linear_swiglu(const float* x, int64_t rows, const linear_weight& gate, const linear_weight& up,
                        float* out, float* up_scratch) override;
+    bool fuses_norms(int64_t rows) const override;
+    void norm_linear_qkv(const float* x, const tensor_view& norm, float eps, int64_t rows, float* h,
+                         const linear_weight& q, const linear_weight& k, const linear_weight& v, float* out_q,
+                         float* out_k, float* out_v) override;
+    void norm_linear_swiglu(const float* x, const tensor_view& norm, float eps, int64_t rows, float* h,
+                            const linear_weight& gate, const linear_weight& up, float* out,
+                            float* up_scratch) override;
+    void linear_add(const float* in, int64_t rows, const linear_weight& w, float* x, float* scratch) override;
     void silu_mul(const float* gate, const float* up, int64_t n, float* out) override;
     void gather_rows(const float* src, int64_t cols, std::span<const int32_t> rows, float* dst) override;
     void rope_and_cache(const model_config& c, int32_t layer, const layer_weights& l, const step_tokens& s,
@@ -123,10 +132,12 @@ class cuda_backend : public backend {
     // GEMMs as for the other formats. For A/B runs and tests; takes effect from the next linear.
     void set_fp8_gemm(bool on) { fp8_gemm_on_ = on; }
     // W4A4 / FP8 per-token / static activation fake quantization fused into the weight-streaming GEMV
-    // (linear_stream.h, cuda_stream_act) instead of a separate launch before it: off unless
-    // NIBBLE_FUSED_ACT=1 (written 2026-12-01 without a GPU to run it: its op tests decide), for tests and
-    // A/B runs; takes effect from the next linear.
+    // (linear_stream.h, cuda_stream_act) instead of a separate launch before it: on unless
+    // NIBBLE_FUSED_ACT=0; set_fused_act for tests and A/B runs; takes effect from the next linear.
     void set_fused_act(bool on) { fused_act_ = on; }
+    // Norms and residual adds fused into the decode linears at rows <= 2 (fuses_norms; backend.h): on
+    // unless NIBBLE_FUSED_NORM=0; set_fused_norm for tests and A/B runs.
+    void set_fused_norm(bool on) { fused_norm_ = on; }
     bool fused_act() const { return fused_act_; }
     // Linears that ran on the FP8 GEMM so far (a shape cuBLASLt rejects runs on the BF16 GEMMs instead).
     uint64_t fp8_gemm_linears() const { return n_fp8_gemm_; }
@@ -184,6 +195,12 @@ class cuda_backend : public backend {
                               int n_parts);
     // Whether a decode batch of `rows` over these parts goes to the tensor-core kernel (linear_mma.h).
     bool mma_takes(int64_t rows, const cuda_stream_part* parts) const;
+    // The weight-streaming parts (views, biases, outputs) of q/k/v or gate/up for a decode batch of
+    // `rows`, or false where those layers do not stream (more rows, BF16 on tensor cores, mixed schemes).
+    bool qkv_parts(int64_t rows, const linear_weight& q, const linear_weight& k, const linear_weight& v,
+                   float* out_q, float* out_k, float* out_v, cuda_stream_part* p);
+    bool swiglu_parts(int64_t rows, const linear_weight& gate, const linear_weight& up, float* out,
+                      float* up_scratch, cuda_stream_part* p);
     // A decode batch through the tensor-core kernel (linear_mma.h), for parts mma_takes() accepts.
     // exact_x: fake-quantized activations (kept to ~2^-21 there: the next layer quantizes what this one
     // outputs); weight-only: FP16 activations.
@@ -227,11 +244,13 @@ class cuda_backend : public backend {
     // cuda_fp8_gemm's workspace (cuda_fp8_gemm::workspace_bytes, allocated on the first FP8 GEMM).
     growable fp8_ws_;
     bool mma_off_ = false;      // NIBBLE_LINEAR=stream: CUDA-core kernels only (A/B runs)
-    bool fused_act_ = false;    // set_fused_act
+    bool fused_act_ = true;     // set_fused_act
+    bool fused_norm_ = true;    // set_fused_norm
     int64_t mma_min_rows_ = 3;  // NIBBLE_LINEAR=mma: tensor cores from 1 row
     // Dense BF16 weights go to the BF16 tensor-core GEMM (linear_tensor_core) from this many rows
     // (NIBBLE_BF16_TC_MIN_ROWS for A/B runs; 17 = the CUDA-core GEMV for every decode batch).
     int64_t bf16_tc_min_rows_ = 3;
+    bool fp16_x_ok_ = true;  // false inside moe(): stream_view's fp16_x
     // KV cache (layout in backend_ops.h, cuda_kv_cache), RoPE frequencies [hd/2], and the split-KV
     // attention's scratch (partial max, sum and output per split), all allocated by kv_init.
     cuda_kv_cache kv_;

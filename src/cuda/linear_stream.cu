@@ -24,7 +24,11 @@
 //   is summed unscaled and then scaled once by its E4M3 value; FP8 via cvt.rn.f16x2.e4m3x2 (exact); BF16 by
 //   shifts. Per-tensor multipliers (NVFP4 global × 2^14, FP8 tensor/channel scales) are applied once per
 //   output, FP8 block scales once per unit.
-// - The warp's per-lane sums are combined with a butterfly of shuffles; lane r·M + i writes y.
+// - The warp's per-lane sums are combined with a butterfly of shuffles; lane r·M + i writes y (or adds to
+//   it: accumulate, the residual add of a block).
+// - Optional RMSNorm of x as it is staged (cuda_stream_norm): each block sums each row's x² itself in one
+//   fixed order (so every block has the same inv_rms), then stages w · (x · inv_rms); this takes the norm
+//   kernel and its launch out of a decode step (fuses_norms in core/backend.h).
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -98,6 +102,7 @@ struct stream_part {
     int n;
     const float* bias;
     float* y;
+    bool accumulate;  // y += the result (one k-chunk only: the launcher checks)
 };
 
 struct stream_args {
@@ -111,7 +116,10 @@ struct stream_args {
     int k, kc;
     int act;  // cuda_stream_act: fake quantization applied while x is staged
     float act_scale;
-    bool half;  // NVFP4, m <= 2: x in FP16 and HFMA2 block sums (stream_kernel's HALF)
+    bool half;            // NVFP4, m <= 2: x in FP16 and HFMA2 block sums (stream_kernel's HALF)
+    const float* norm_w;  // RMSNorm applied to x as it is staged: x · inv_rms · norm_w (null: none)
+    float norm_eps;
+    bool accumulate;  // any part's
 };
 
 // Shared memory of one block: the weight ring, the scale ring, then x.
@@ -147,29 +155,67 @@ __device__ __forceinline__ float out_mul(const stream_args& a, int pi, int row, 
     return mul;
 }
 
-// Per-row factors of x over all of k (each block computes them for itself: the same max, so the same
-// factor, in every block). HALF: row_scale[r] = 2^s with the row's amax · 2^s in [2^14, 2^15) (1 for a zero
-// or non-finite amax), row_inv[r] = 2^-s. Else FP8 per-token scales as cuda_fp8_fake_quantize's:
-// row_scale[r] = amax_r / 448 (1 for a zero row).
-template <bool HALF>
-__device__ __noinline__ void row_factors(const stream_args& a, float* row_scale, float* row_inv) {
+// Value j (a multiple of 4) of row mm of the linear's input: x, or with a.norm_w RMSNorm's w[j] · (x[j] ·
+// inv_rms) (the rounding order of cuda_rms_norm and the CPU's), row_norm[mm] = inv_rms.
+__device__ __forceinline__ float4 input4(const stream_args& a, const float* row_norm, int mm, int j) {
+    float4 v = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + j);
+    if (a.norm_w) {
+        const float inv = row_norm[mm];
+        const float4 w = *reinterpret_cast<const float4*>(a.norm_w + j);
+        v = make_float4(w.x * (v.x * inv), w.y * (v.y * inv), w.z * (v.z * inv), w.w * (v.w * inv));
+    }
+    return v;
+}
+
+// Per-row factors of the input over all of k (each block computes them for itself, in the same order,
+// so every block gets the same factors). With a.norm_w: row_norm[r] = 1 / sqrt(Σ x² / k + eps), the sum
+// per thread in k order, then across each warp by shuffles and across the warps in warp order
+// (deterministic). HALF: row_scale[r] = 2^s with the row's amax · 2^s in [2^14, 2^15) (1 for a zero or
+// non-finite amax), row_inv[r] = 2^-s. FP8 per-token: row_scale[r] = amax_r / 448 (1 for a zero row), as
+// cuda_fp8_fake_quantize's. amax is over the values input4 gives.
+__device__ __noinline__ void row_factors(const stream_args& a, bool half, float* row_scale, float* row_inv,
+                                         float* row_norm) {
     __shared__ unsigned amax_bits[16];
-    if (threadIdx.x < 16) amax_bits[threadIdx.x] = 0;
+    __shared__ float warp_ss[k_warps][16];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (threadIdx.x < 16) amax_bits[threadIdx.x] = 0, row_norm[threadIdx.x] = 1.0f;
+    if (a.norm_w) {
+        for (int mm = 0; mm < a.m; ++mm) {
+            float ss = 0.0f;
+            for (int j = int(threadIdx.x) * 4; j < a.k; j += k_threads * 4) {
+                const float4 v = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + j);
+                ss += v.x * v.x;
+                ss += v.y * v.y;
+                ss += v.z * v.z;
+                ss += v.w * v.w;
+            }
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, off);
+            if (lane == 0) warp_ss[warp][mm] = ss;
+        }
+        __syncthreads();
+        if (threadIdx.x < a.m) {
+            float ss = 0.0f;
+            for (int w = 0; w < k_warps; ++w) ss += warp_ss[w][threadIdx.x];
+            row_norm[threadIdx.x] = 1.0f / sqrtf(ss / float(a.k) + a.norm_eps);
+        }
+    }
     __syncthreads();
+    if (!half && a.act != cuda_stream_act_fp8_token) return;
     for (int mm = 0; mm < a.m; ++mm) {
         float mx = 0.0f;  // fmaxf drops NaN, as block_max does
         for (int j = int(threadIdx.x) * 4; j < a.k; j += k_threads * 4) {
-            const float4 v = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + j);
+            const float4 v = input4(a, row_norm, mm, j);
             mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
         }
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, off));
-        if ((threadIdx.x & 31) == 0) atomicMax(&amax_bits[mm], __float_as_uint(mx));  // >= 0: ordered as uint
+        if (lane == 0) atomicMax(&amax_bits[mm], __float_as_uint(mx));  // >= 0: ordered as uint
     }
     __syncthreads();
     if (threadIdx.x < 16) {
         const float amax = __uint_as_float(amax_bits[threadIdx.x]);
-        if constexpr (HALF) {
+        if (half) {
             const int e = amax > 0.0f && amax <= 3.4e38f ? 14 - ilogbf(amax) : 0;
             row_scale[threadIdx.x] = ldexpf(1.0f, e);
             row_inv[threadIdx.x] = ldexpf(1.0f, -e);
@@ -195,6 +241,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     extern __shared__ uint4 smem[];
     __shared__ float row_scale[16];  // FP8 per-token activation scales (a.act == cuda_stream_act_fp8_token)
     __shared__ float row_inv[16];    // HALF: 2^-s per row, applied to the outputs
+    __shared__ float row_norm[16];   // a.norm_w: each row's 1 / rms
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint4* wring = smem + warp * k_depth * WSLOT;
     uint32_t* sring = reinterpret_cast<uint32_t*>(smem + k_warps * k_depth * WSLOT) + warp * k_depth * SSLOT;
@@ -215,40 +262,61 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
         const int unit0 = k0 / EL;
         const bool first = k0 == 0, last = k0 + a.kc >= a.k;
 
-        // Copies item `item` of this lane into its ring stage (an empty group past the end).
-        auto issue = [&](int item) {
-            if (item < n_items) {
-                const int stage = item % k_depth;
-                const int tile = int(blockIdx.x) + (item / n_batch) * int(gridDim.x);
-                const int u0 = (item % n_batch) * k_span;  // first unit of the item in the chunk
+        // The copies run ahead of the compute in item order: issue_next() copies this lane's share of the
+        // next item into its ring stage (an empty group past the end). The rows' addresses are worked out
+        // once per tile and the item / tile / stage positions kept as counters (no division per item).
+        int iss_item = 0, iss_b = 0, iss_t = 0, iss_stage = 0;
+        const uint8_t* wrow[k_rows];  // unit 0 of the chunk in each row of the issuing tile
+        const uint8_t* srow[k_rows];  // NVFP4: its scale bytes; FP8 block: the row's scale row (as bytes)
+        bool rvalid[k_rows];
+        auto issue_next = [&]() {
+            if (iss_item < n_items) {
+                if (iss_b == 0) {
+                    const int tile = int(blockIdx.x) + iss_t * int(gridDim.x);
+#pragma unroll
+                    for (int r = 0; r < k_rows; ++r) {
+                        int part, row;
+                        tile_row(a, tile, warp, r, part, row);
+                        const stream_part& P = a.p[part];
+                        rvalid[r] = row < P.n;
+                        const int64_t base = int64_t(row) * units_row + unit0;
+                        wrow[r] = P.w + base * 16;
+                        if constexpr (FMT == cuda_stream_nvfp4) srow[r] = P.block_scales + base * 2;
+                        if constexpr (FMT == cuda_stream_fp8)
+                            srow[r] =
+                                reinterpret_cast<const uint8_t*>(P.fp8_scales + int64_t(row / 128) * bk);
+                    }
+                }
+                const int stage = iss_stage;
+                const int u0 = iss_b * k_span;    // first unit of the item in the chunk
+                const uint8_t* dummy = a.p[0].w;  // a valid address for the zero-size copies
 #pragma unroll
                 for (int r = 0; r < k_rows; ++r) {
-                    int part, row;
-                    tile_row(a, tile, warp, r, part, row);
-                    const stream_part& P = a.p[part];
-                    const bool rv = row < P.n;
-                    const int64_t base = int64_t(row) * units_row + unit0 + u0;
+                    const bool rv = rvalid[r];
                     // Unit j·32 + lane: each instruction reads 512 contiguous bytes of the row.
 #pragma unroll
                     for (int j = 0; j < k_units; ++j) {
                         const int u = j * 32 + lane;
                         const bool ok = rv && u0 + u < units;
                         cp_async16(wring + stage * WSLOT + (r * k_units + j) * 32 + lane,
-                                   ok ? P.w + (base + u) * 16 : P.w, ok);
+                                   ok ? wrow[r] + int64_t(u0 + u) * 16 : dummy, ok);
                     }
                     // The item's scales of this row, 128 contiguous bytes at most: NVFP4 two E4M3 bytes
                     // per unit (lane l copies units 2l, 2l + 1); FP8 block: 8 floats (lanes 0..7).
                     if constexpr (FMT == cuda_stream_nvfp4) {
                         const bool ok = rv && u0 + 2 * lane < units;
                         cp_async4(sring + stage * SSLOT + r * 32 + lane,
-                                  ok ? P.block_scales + (base + 2 * lane) * 2 : P.w, ok);
+                                  ok ? srow[r] + int64_t(u0 + 2 * lane) * 2 : dummy, ok);
                     } else if constexpr (FMT == cuda_stream_fp8) {
                         const int kb = (k0 + u0 * EL) / 128 + lane;  // 64 units of 16 = 8 blocks of 128
                         const bool ok = block_scaled && rv && lane < 8 && kb < bk;
                         cp_async4(sring + stage * SSLOT + r * 32 + lane,
-                                  ok ? P.fp8_scales + int64_t(row / 128) * bk + kb : a.x, ok);
+                                  ok ? reinterpret_cast<const float*>(srow[r]) + kb : a.x, ok);
                     }
                 }
+                ++iss_item;
+                if (++iss_stage == k_depth) iss_stage = 0;
+                if (++iss_b == n_batch) iss_b = 0, ++iss_t;
             }
             cp_async_commit();
         };
@@ -256,14 +324,12 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
         // The first weights are requested before x is staged (and, with PDL, while the previous kernel
         // finishes), so HBM starts streaming at once.
 #pragma unroll
-        for (int i = 0; i < k_depth - 1; ++i) issue(i);
+        for (int i = 0; i < k_depth - 1; ++i) issue_next();
 
         if (first) {
             grid_dependency_wait();  // x (and y) may come from the kernel before us
-            if (HALF)
-                row_factors<true>(a, row_scale, row_inv);
-            else if (a.act == cuda_stream_act_fp8_token)
-                row_factors<false>(a, row_scale, row_inv);
+            if (HALF || a.act == cuda_stream_act_fp8_token || a.norm_w)
+                row_factors(a, HALF, row_scale, row_inv, row_norm);
         }
         __syncthreads();  // every reader of the previous chunk's x is done
         constexpr int F4 = EL / 4;
@@ -280,9 +346,8 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                 const int mm = i / (units * 4), wi = i - mm * units * 4;
                 uint4 out = make_uint4(0, 0, 0, 0);
                 if (mm < a.m) {
-                    const float* src = a.x + int64_t(mm) * a.k + k0 + wi * 8;
-                    const float4 lo = *reinterpret_cast<const float4*>(src);
-                    const float4 hi = *reinterpret_cast<const float4*>(src + 4);
+                    const float4 lo = input4(a, row_norm, mm, k0 + wi * 8);
+                    const float4 hi = input4(a, row_norm, mm, k0 + wi * 8 + 4);
                     const float mul = row_scale[mm];
                     const __half2 p0 = __floats2half2_rn(lo.x * mul, hi.x * mul);
                     const __half2 p1 = __floats2half2_rn(lo.y * mul, hi.y * mul);
@@ -304,7 +369,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                 if (mm < a.m) {
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
-                        v[j] = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + k0 + kk + 4 * j);
+                        v[j] = input4(a, row_norm, mm, k0 + kk + 4 * j);
                         amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[j].x), fabsf(v[j].y)),
                                                  fmaxf(fabsf(v[j].z), fabsf(v[j].w))));
                     }
@@ -323,7 +388,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                 const int mm = i / (units * F4), kk = (i - mm * units * F4) * 4;
                 float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
                 if (mm < a.m) {
-                    v = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + k0 + kk);
+                    v = input4(a, row_norm, mm, k0 + kk);
                     if (a.act == cuda_stream_act_fp8_token || a.act == cuda_stream_act_fp8_static) {
                         const float s = a.act == cuda_stream_act_fp8_token ? row_scale[mm] : a.act_scale;
                         v = make_float4(actq::fp8_fake(v.x, s), actq::fp8_fake(v.y, s),
@@ -336,12 +401,20 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
         __syncthreads();
 
         float acc[k_rows][M] = {};
+        int c_b = 0, c_t = 0, c_stage = 0;  // the computed item's batch in its tile, tile, ring stage
         for (int item = 0; item < n_items; ++item) {
-            issue(item + k_depth - 1);
+            issue_next();
             cp_async_wait<k_depth - 1>();
             if constexpr (has_unit_scales) __syncwarp();  // the scale ring holds other lanes' copies
-            const int stage = item % k_depth;
-            const int u0 = (item % n_batch) * k_span;
+            const int stage = c_stage;
+            const int u0 = c_b * k_span;
+            const bool tile_end = c_b == n_batch - 1;
+            const int tile = int(blockIdx.x) + c_t * int(gridDim.x);
+            if (++c_stage == k_depth) c_stage = 0;
+            if (tile_end)
+                c_b = 0, ++c_t;
+            else
+                ++c_b;
 #pragma unroll
             for (int j = 0; j < k_units; ++j) {
                 const int u = j * 32 + lane;
@@ -429,10 +502,9 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                 }
             }
 
-            if (item % n_batch != n_batch - 1) continue;
+            if (!tile_end) continue;
             // End of a tile: reduce across the warp (every lane gets the sums); lane r·M + mm writes
             // output (row r, batch row mm), or lane mm the SwiGLU of the gate and up sums.
-            const int tile = int(blockIdx.x) + (item / n_batch) * int(gridDim.x);
             float out[k_rows][M];
 #pragma unroll
             for (int r = 0; r < k_rows; ++r)
@@ -471,9 +543,11 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                     float v = out[r][mm];
                     float* yp = P.y + int64_t(mm) * P.n + row;
                     if (!first) v += *yp;
-                    if (last)
+                    if (last) {
                         v = fmaf(HALF ? v * row_inv[mm] : v, out_mul(a, pi, row, block_scaled),
                                  P.bias ? P.bias[row] : 0.0f);
+                        if (P.accumulate) v = *yp + v;  // one chunk: *yp is still the caller's
+                    }
                     *yp = v;
                 }
             }
@@ -496,13 +570,20 @@ cudaError_t query_limits(device_limits& d) {
     return e;
 }
 
+// Static shared memory of the kernel (row_scale, row_inv, row_norm, row_factors' amax_bits and warp sums:
+// 768 bytes), kept out of the dynamic budget: the opt-in limit counts static + dynamic (checked at the
+// first launch).
+constexpr size_t k_static_smem = 1024;
+
 // Why 2 blocks per SM (m <= 4): 16-row tiles keep the per-SM share of rows even for thin matrices;
-// above m = 4 the registers allow only one, and the kernel is bound by x reads and FMAs anyway.
+// above m = 4 the registers allow only one, and the kernel is bound by x reads and FMAs anyway. (3 blocks
+// at m = 1, registers capped at 84, x chunked in a third of the SM's shared memory: 6 % slower end to end,
+// H200, 2026-12-01.)
 int blocks_per_sm(int64_t m) {
     return m > 4 ? 1 : 2;
 }
 size_t smem_budget(const device_limits& d, int64_t m) {
-    return std::min(size_t(d.optin), size_t(d.per_sm_smem) / size_t(blocks_per_sm(m)) - 1024);
+    return std::min(size_t(d.optin), size_t(d.per_sm_smem) / size_t(blocks_per_sm(m)) - 1024) - k_static_smem;
 }
 template <int FMT>
 size_t unit_x_bytes(int64_t m_tmpl) {
@@ -524,12 +605,20 @@ cudaError_t launch(stream_args a, cudaStream_t stream) {
     const int64_t units_fit = int64_t((budget - ring_bytes()) / unit_x_bytes<FMT>(M));
     int kc = a.k;
     if (units_fit < a.k / EL) kc = int(units_fit / k_span * k_span * EL);
-    if (a.swiglu && kc != a.k) return cudaErrorInvalidConfiguration;
+    if ((a.swiglu || a.accumulate) && kc != a.k) return cudaErrorInvalidConfiguration;
     a.kc = kc;
     const int units = kc / EL;
     const size_t smem = ring_bytes() + size_t(M) * size_t(units) * US * sizeof(float);
     auto kernel = stream_kernel<FMT, M, HALF>;
-    static std::atomic<size_t> smem_set{48 * 1024};
+    static const cudaError_t static_ok = [&] {
+        cudaFuncAttributes fa{};
+        const cudaError_t fe = cudaFuncGetAttributes(&fa, kernel);
+        return fe != cudaSuccess                    ? fe
+               : fa.sharedSizeBytes > k_static_smem ? cudaErrorInvalidConfiguration
+                                                    : cudaSuccess;
+    }();
+    if (static_ok != cudaSuccess) return static_ok;
+    static std::atomic<size_t> smem_set{48 * 1024 - k_static_smem};
     if (smem > smem_set.load()) {
         e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(budget));
         if (e != cudaSuccess) return e;
@@ -559,7 +648,7 @@ bool aligned(const void* p, uintptr_t to) {
 
 // Checks the parts against the contract and fills the kernel's view of them.
 cudaError_t make_args(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts, bool swiglu,
-                      stream_args& a) {
+                      const cuda_stream_norm& norm, stream_args& a) {
     if (m < 1 || m > 16 || n_parts < 1 || n_parts > cuda_stream_max_parts || !parts || !aligned(x, 16))
         return cudaErrorInvalidValue;
     const cuda_stream_weight& w0 = parts[0].w;
@@ -573,6 +662,9 @@ cudaError_t make_args(const float* x, int64_t m, const cuda_stream_part* parts, 
     a.k = a.kc = int(w0.k);
     a.act = int(w0.act);
     a.act_scale = w0.act_scale;
+    if (norm.w && (!aligned(norm.w, 16) || w0.k % 4)) return cudaErrorInvalidValue;
+    a.norm_w = norm.w;
+    a.norm_eps = norm.eps;
     a.half = cuda_linear_stream_fp16_x() && w0.format == cuda_stream_nvfp4 && m <= 2 &&
              w0.act == cuda_stream_act_none;
     for (int i = 0; i < n_parts; ++i) a.half = a.half && parts[i].w.fp16_x;
@@ -599,6 +691,9 @@ cudaError_t make_args(const float* x, int64_t m, const cuda_stream_part* parts, 
         p.n = int(w.n);
         p.bias = parts[i].bias;
         p.y = parts[i].y;
+        p.accumulate = parts[i].accumulate;
+        if (p.accumulate && swiglu) return cudaErrorInvalidValue;
+        a.accumulate = a.accumulate || p.accumulate;
         a.tile_start[i] = tiles;
         tiles += swiglu ? 0 : int((w.n + k_warps * k_rows - 1) / (k_warps * k_rows));
     }
@@ -625,7 +720,7 @@ cudaError_t dispatch(const stream_args& a, cuda_stream_format f, cudaStream_t st
 }
 
 template <int FMT>
-bool swiglu_fits_fmt(int64_t m, int64_t k) {
+bool single_chunk_fmt(int64_t m, int64_t k) {
     device_limits d;
     if (query_limits(d) != cudaSuccess) return false;
     const size_t budget = smem_budget(d, m), need_x = unit_x_bytes<FMT>(m_bucket(m));
@@ -641,7 +736,7 @@ int g_fp16_x = -1;  // -1: not looked up yet
 bool cuda_linear_stream_fp16_x() {
     if (g_fp16_x < 0) {
         const char* v = std::getenv("NIBBLE_GEMV_HFMA2");
-        g_fp16_x = v && v[0] == '1' ? 1 : 0;
+        g_fp16_x = v && v[0] == '0' ? 0 : 1;
     }
     return g_fp16_x == 1;
 }
@@ -673,29 +768,33 @@ cudaError_t cuda_linear_stream(const float* x, int64_t m, const cuda_stream_weig
 }
 
 cudaError_t cuda_linear_stream_parts(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts,
-                                     cudaStream_t stream) {
+                                     cudaStream_t stream, const cuda_stream_norm& norm) {
     stream_args a;
-    const cudaError_t e = make_args(x, m, parts, n_parts, false, a);
+    const cudaError_t e = make_args(x, m, parts, n_parts, false, norm, a);
     return e != cudaSuccess ? e : dispatch(a, parts[0].w.format, stream);
 }
 
 bool cuda_linear_stream_swiglu_fits(cuda_stream_format f, int64_t m, int64_t k) {
+    return cuda_linear_stream_single_chunk(f, m, k);
+}
+
+bool cuda_linear_stream_single_chunk(cuda_stream_format f, int64_t m, int64_t k) {
     if (m < 1 || m > 16 || !cuda_linear_stream_supports(f, k)) return false;
     switch (f) {
         case cuda_stream_nvfp4:
-            return swiglu_fits_fmt<cuda_stream_nvfp4>(m, k);
+            return single_chunk_fmt<cuda_stream_nvfp4>(m, k);
         case cuda_stream_fp8:
-            return swiglu_fits_fmt<cuda_stream_fp8>(m, k);
+            return single_chunk_fmt<cuda_stream_fp8>(m, k);
         case cuda_stream_bf16:
-            return swiglu_fits_fmt<cuda_stream_bf16>(m, k);
+            return single_chunk_fmt<cuda_stream_bf16>(m, k);
     }
     return false;
 }
 
 cudaError_t cuda_linear_stream_swiglu(const float* x, int64_t m, const cuda_stream_part* parts,
-                                      cudaStream_t stream) {
+                                      cudaStream_t stream, const cuda_stream_norm& norm) {
     stream_args a;
-    const cudaError_t e = make_args(x, m, parts, 2, true, a);
+    const cudaError_t e = make_args(x, m, parts, 2, true, norm, a);
     return e != cudaSuccess ? e : dispatch(a, parts[0].w.format, stream);
 }
 

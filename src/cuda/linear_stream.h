@@ -63,9 +63,10 @@ struct cuda_stream_weight {
 
 // NVFP4 at m <= 2 with every part's fp16_x set: x staged in FP16 (scaled per row by a power of two) and
 // the products of each 16-weight block summed by HFMA2, FP32 across blocks; |error| <= ~9 · 2^-11 Σ|x·w|
-// per output instead of ~1e-6, ~2.75 instead of ~4.8 instructions per weight. Off unless
-// NIBBLE_GEMV_HFMA2=1 (written 2026-12-01 without a GPU to measure it; bench/gemv_variants decides), or as
-// last set (tests, A/B runs).
+// per output instead of ~1e-6, ~2.75 instead of ~4.8 instructions per weight (the order of the FP16
+// activations that weight-only prefill already multiplies, cuda_row_scale_f16). On unless
+// NIBBLE_GEMV_HFMA2=0, or as last set (tests, A/B runs): NVFP4 W4A16 batch 1 took 3.341 instead of
+// 3.639 ms a step (synthetic Qwen3-8B, H200, 2026-12-01); bench/gemv_variants times both.
 bool cuda_linear_stream_fp16_x();
 void cuda_linear_stream_set_fp16_x(bool on);
 
@@ -77,18 +78,34 @@ cudaError_t cuda_linear_stream(const float* x, int64_t m, const cuda_stream_weig
 
 // Several weights over the same x in one launch (q/k/v): up to 3 parts with the same format, k and FP8
 // granularity, each with its own data, scales, multiplier, n, bias and output y [m, part n].
+// accumulate: y += the result (the residual add of a transformer block; y is read, not only written);
+// only where x fits in shared memory at once (cuda_linear_stream_single_chunk), else
+// cudaErrorInvalidConfiguration; not with SwiGLU.
 struct cuda_stream_part {
     cuda_stream_weight w;  // format, k and fp8_granularity must equal those of parts[0]
     const float* bias = nullptr;
     float* y = nullptr;
+    bool accumulate = false;
 };
 constexpr int cuda_stream_max_parts = 3;
+// An RMSNorm applied to x as the kernel stages it: the linear multiplies w[j] · (x[j] · inv_rms), inv_rms =
+// 1 / sqrt(Σ_j x[j]² / k + eps) per row (cuda_rms_norm's formula; the sum in another order, so the result
+// differs from the separate norm in float32 rounding only). w: f32 [k]; null for none. With an activation
+// quantization (cuda_stream_act) the normed values are quantized.
+struct cuda_stream_norm {
+    const float* w = nullptr;
+    float eps = 0.0f;
+};
 cudaError_t cuda_linear_stream_parts(const float* x, int64_t m, const cuda_stream_part* parts, int n_parts,
-                                     cudaStream_t stream);
+                                     cudaStream_t stream, const cuda_stream_norm& norm = {});
+// Whether x [m, k] of this format fits in the kernel's shared memory at once (else it is staged in
+// k-chunks): required by SwiGLU and accumulate.
+bool cuda_linear_stream_single_chunk(cuda_stream_format f, int64_t m, int64_t k);
 // SwiGLU in one launch: parts[0].y [m, n] = silu(x · gateᵀ) · (x · upᵀ), gate = parts[0], up = parts[1]
-// (same n; biases allowed), the CPU's silu formula. Only when x fits in shared memory at once:
+// (same n; biases allowed; no accumulate), the CPU's silu formula. Only when x fits in shared memory at
+// once (cuda_linear_stream_single_chunk):
 bool cuda_linear_stream_swiglu_fits(cuda_stream_format f, int64_t m, int64_t k);
 cudaError_t cuda_linear_stream_swiglu(const float* x, int64_t m, const cuda_stream_part* parts,
-                                      cudaStream_t stream);
+                                      cudaStream_t stream, const cuda_stream_norm& norm = {});
 
 }  // namespace nibble
