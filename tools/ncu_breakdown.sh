@@ -14,10 +14,15 @@ d=/tmp/q8-$scheme
 [ -d "$d" ] || $N synth --config models/configs/qwen3-8b.json --scheme "$scheme" "$d" > /dev/null 2>&1
 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu-$scheme-b$batch.log" \
   $N bench --model "$d" --device cuda --batch "$batch" --prompt-len 16 --gen-len 4 --reps 1 --eager \
-  > "$OUT/ncu-$scheme-b$batch.csv" 2> "$OUT/ncu-$scheme-b$batch.err"
-python3 - "$OUT/ncu-$scheme-b$batch.csv" "$scheme batch $batch" <<'PY'
-import csv, sys, collections
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+  > "$OUT/ncu-$scheme-b$batch.out" 2> "$OUT/ncu-$scheme-b$batch.err"
+python3 - "$OUT/ncu-$scheme-b$batch.log" "$scheme batch $batch" "$OUT/ncu-$scheme-b$batch.err" <<'PY'
+import csv, os, sys, collections
+def text(p):
+    return open(p, errors='replace').read() if os.path.exists(p) else ''
+rows = [r for r in csv.reader(text(sys.argv[1]).splitlines()) if len(r) > 10]
+if not rows:  # ncu wrote no report (the log has its CSV): show why
+    print(sys.argv[2], 'no ncu report;', text(sys.argv[1])[-600:], text(sys.argv[3])[-600:])
+    sys.exit(0)
 head = rows[0]
 ki, mi, vi, ui = (head.index(c) for c in ('Kernel Name', 'Metric Name', 'Metric Value', 'Metric Unit'))
 scale = {'nsecond': 1.0, 'usecond': 1e3, 'msecond': 1e6, 'second': 1e9}
