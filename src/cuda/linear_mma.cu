@@ -136,7 +136,6 @@ struct mma_args {
     int gran;
     int items;            // k / ITEM_K
     int splits;           // slices of k
-    int stages;           // mma_xp_kernel's fragment ring: 2, or 3 (one block barrier per batch fewer)
     int split_items;      // items per slice (the last may have fewer)
     int n_total;          // rows of all parts
     float* partial;       // [splits][m][n_total]
@@ -225,9 +224,11 @@ constexpr int xp_stage_uint4() {
 // weight rows, tile r = rows 8r + g), the block 8·8·NT rows; weights are prefetched KG = 8 / NT items ahead
 // into registers (2 · 4·KG·NT = 64 registers at either NT), and the same KG items' A fragments and scales
 // (KG · MMAS KB, shared by the block's warps) are copied ahead with cp.async into a 2-stage shared-memory
-// ring, one block barrier after each copy lands and one before its stage is refilled (3 stages,
-// NIBBLE_MMA_STAGES=3: the second barrier is not needed). The sums are scaled
-// back per item (c = Σ over the item's mma steps, then acc += c · 2^e).
+// ring, one block barrier after each copy lands and one before its stage is refilled. The sums are scaled
+// back per item (c = Σ over the item's mma steps, then acc += c · 2^e). (A 3-stage ring, one barrier per
+// batch fewer, was no faster at m = 4 or 16; by Nsight Compute at m = 16, 24576 x 4096 the warps wait on
+// their shared-memory A-fragment loads: short scoreboard 3.7 of 9.5 cycles per issued instruction, 23 %
+// occupancy, DRAM 25 %; H200, 2026-12-01.)
 // Why the ring: loading the fragments from global memory right before each mma step (the first version)
 // left the kernel stalled on those loads (ncu, H200, m = 16, 24576 x 4096: long-scoreboard 4.7 cycles per
 // issued instruction, DRAM at 17 %).
@@ -236,7 +237,7 @@ __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_const
     using T = mma_traits<FMT>;
     constexpr int MMAS = T::MMAS, KG = 8 / NT, BR = k_warps * 8 * NT, FS = SPLIT ? 64 : 32;
     constexpr int FRAGS = KG * MMAS * FS, STAGE = xp_stage_uint4<FMT, NT, SPLIT>();  // uint4 per stage
-    extern __shared__ uint4 ring[];  // [a.stages][FRAGS A fragments, then KG × 16 scales]
+    extern __shared__ uint4 ring[];  // [2][FRAGS A fragments, then KG × 16 scales]
     __shared__ bool is_last;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -301,12 +302,9 @@ __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_const
     cp_async_commit();
 
     float acc[NT][4] = {};
-    for (int it = 0, st = 0; it < n_it; it += KG, st = st + 1 == a.stages ? 0 : st + 1) {
+    for (int it = 0, st = 0; it < n_it; it += KG, st ^= 1) {
         if (it + KG < n_it) load(it + KG, wb, sb);
-        // The next batch's fragments into the next stage: with 2 stages the one the previous batch read
-        // (past the barrier at the end of that batch); with 3 the one read two batches ago, which every
-        // thread left before the barrier below of the previous batch.
-        load_frags(it + KG, st + 1 == a.stages ? 0 : st + 1);
+        load_frags(it + KG, st ^ 1);  // the stage the previous batch read (past the barrier below)
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();  // this batch's fragments are in for every thread
@@ -353,8 +351,7 @@ __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_const
         for (int q = 0; q < KG; ++q)
 #pragma unroll
             for (int r = 0; r < NT; ++r) wa[q][r] = wb[q][r], sa[q][r] = sb[q][r];
-        if (a.stages == 2)
-            __syncthreads();  // every warp is done with stage st before the next batch refills it
+        __syncthreads();  // every warp is done with stage st before the next batch refills it
     }
     cp_async_wait<0>();
 
@@ -408,23 +405,11 @@ cudaError_t launch_xprep(dim3 grid, const mma_args& a, uint4* frag, float* xscal
     cudaError_t e = launch_pdl(mma_prep_kernel<FMT, SPLIT>, dim3(unsigned(a.items)), dim3(MMAS * 32), 0,
                                stream, a.x, a.m, a.k, frag, xscale);
     if (e != cudaSuccess) return e;
-    constexpr size_t stage = xp_stage_uint4<FMT, NT, SPLIT>() * sizeof(uint4);
-    // 3 stages (NIBBLE_MMA_STAGES=3, an A/B experiment: one block barrier per batch instead of two) where
-    // the device's per-block shared memory holds them; else 2.
-    static const int stages = [] {
-        const char* v = std::getenv("NIBBLE_MMA_STAGES");
-        int dev = 0, optin = 0;
-        if (!v || v[0] != '3' || cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-            return 2;
-        return 3 * stage <= size_t(optin) ? 3 : 2;
-    }();
+    constexpr size_t smem = 2 * xp_stage_uint4<FMT, NT, SPLIT>() * sizeof(uint4);
     static const cudaError_t set = cudaFuncSetAttribute(
-        mma_xp_kernel<FMT, NT, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(stages * stage));
+        mma_xp_kernel<FMT, NT, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (set != cudaSuccess) return set;
-    mma_args b = a;
-    b.stages = stages;
-    return launch_pdl(mma_xp_kernel<FMT, NT, SPLIT>, grid, dim3(k_threads), stages * stage, stream, b);
+    return launch_pdl(mma_xp_kernel<FMT, NT, SPLIT>, grid, dim3(k_threads), smem, stream, a);
 }
 
 int item_k(cuda_stream_format f) {

@@ -516,31 +516,36 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                     acc[r][mm] = 0.0f;
                     out[r][mm] = v;
                 }
+            // One lane per output, one copy of the code (not one per (row, batch row): those ran one after
+            // another, each with a single lane active, 2 · M times per tile).
             if (a.swiglu) {  // one chunk only (the launcher guarantees it)
-                const int row = tile * k_warps + warp;
-                if (row < a.p[0].n && lane < a.m && lane < M) {
+                const int row = tile * k_warps + warp, mm = lane;
+                if (row < a.p[0].n && mm < a.m && mm < M) {
+                    float og = out[0][0], ou = out[1][0];
 #pragma unroll
-                    for (int mm = 0; mm < M; ++mm) {
-                        if (mm != lane) continue;
-                        const float xi = HALF ? row_inv[mm] : 1.0f;
-                        const float g = fmaf(out[0][mm] * xi, out_mul(a, 0, row, block_scaled),
-                                             a.p[0].bias ? a.p[0].bias[row] : 0.0f);
-                        const float u = fmaf(out[1][mm] * xi, out_mul(a, 1, row, block_scaled),
-                                             a.p[1].bias ? a.p[1].bias[row] : 0.0f);
-                        a.p[0].y[int64_t(mm) * a.p[0].n + row] = g / (1.0f + expf(-g)) * u;
-                    }
+                    for (int m2 = 1; m2 < M; ++m2)
+                        if (m2 == mm) og = out[0][m2], ou = out[1][m2];
+                    const float xi = HALF ? row_inv[mm] : 1.0f;
+                    const float g = fmaf(og * xi, out_mul(a, 0, row, block_scaled),
+                                         a.p[0].bias ? a.p[0].bias[row] : 0.0f);
+                    const float u = fmaf(ou * xi, out_mul(a, 1, row, block_scaled),
+                                         a.p[1].bias ? a.p[1].bias[row] : 0.0f);
+                    a.p[0].y[int64_t(mm) * a.p[0].n + row] = g / (1.0f + expf(-g)) * u;
                 }
                 continue;
             }
+            if (lane < k_rows * M) {
+                const int r = lane / M, mm = lane - r * M;
+                float v = out[0][0];
 #pragma unroll
-            for (int r = 0; r < k_rows; ++r) {
+                for (int rr = 0; rr < k_rows; ++rr)
+#pragma unroll
+                    for (int m2 = 0; m2 < M; ++m2)
+                        if (rr * M + m2 == lane) v = out[rr][m2];
                 int pi, row;
                 tile_row(a, tile, warp, r, pi, row);
                 const stream_part& P = a.p[pi];
-#pragma unroll
-                for (int mm = 0; mm < M; ++mm) {
-                    if (lane != r * M + mm || row >= P.n || mm >= a.m) continue;
-                    float v = out[r][mm];
+                if (row < P.n && mm < a.m) {
                     float* yp = P.y + int64_t(mm) * P.n + row;
                     if (!first) v += *yp;
                     if (last) {
