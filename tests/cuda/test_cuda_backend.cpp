@@ -157,6 +157,32 @@ bool mma_path(const linear_weight& w, int64_t rows) {
     return rows >= 3 && rows <= 16 && fits && w.act == act_format_none;
 }
 
+// A linear layer's scheme, for the tests of fused launches.
+struct linear_scheme {
+    weight_format f;
+    act_format act;
+    fp8_granularity gran;
+    dtype dense;
+    const char* name;
+};
+
+// Σ_j |a_j · w_j| per output [i, r] of t over the input rows a [rows, t.w.k], as the layer quantizes them.
+std::vector<double> sum_abs_xw(const test_linear& t, const std::vector<float>& a, int64_t rows) {
+    const int64_t k = t.w.k;
+    std::vector<float> aq(a.size()), row(static_cast<size_t>(k));
+    cpu_quantize_activations(t.w, a.data(), rows, aq.data());
+    std::vector<double> out(size_t(rows * t.w.n));
+    for (int64_t r = 0; r < t.w.n; ++r) {
+        cpu_decode_row(t.w, r, row.data());
+        for (int64_t i = 0; i < rows; ++i) {
+            double acc = 0;
+            for (int64_t j = 0; j < k; ++j) acc += std::fabs(double(aq[size_t(i * k + j)]) * row[size_t(j)]);
+            out[size_t(i * t.w.n + r)] = acc;
+        }
+    }
+    return out;
+}
+
 // Runs one linear on both backends over `rows` random rows and checks the stated bound.
 void check_linear(const test_linear& t, int64_t rows, uint32_t seed, const char* what) {
     cpu_backend cpu;
@@ -484,21 +510,14 @@ TEST(cuda_backend, linear_every_format) {
 TEST(cuda_backend, fused_qkv_and_swiglu) {
     REQUIRE_GPU();
     uint32_t seed = 900;
-    struct scheme {
-        weight_format f;
-        act_format act;
-        fp8_granularity gran;
-        dtype dense;
-        const char* name;
-    };
-    const scheme schemes[] = {
+    const linear_scheme schemes[] = {
         {weight_format_nvfp4, act_format_none, fp8_granularity_tensor, dtype_f32, "nvfp4a16"},
         {weight_format_nvfp4, act_format_nvfp4, fp8_granularity_tensor, dtype_f32, "nvfp4 w4a4"},
         {weight_format_fp8, act_format_fp8_token, fp8_granularity_channel, dtype_f32, "fp8 channel"},
         {weight_format_fp8, act_format_none, fp8_granularity_block, dtype_f32, "fp8 block"},
         {weight_format_dense, act_format_none, fp8_granularity_tensor, dtype_bf16, "bf16"}};
     const int64_t k = 512;
-    for (const scheme& sc : schemes)
+    for (const linear_scheme& sc : schemes)
         for (int64_t rows : {1, 3, 16, 17, 150})
             // Fake-quantized activations: with the quantization as a separate launch, then fused into the
             // weight-streaming kernel (cuda_backend::set_fused_act).
@@ -531,22 +550,7 @@ TEST(cuda_backend, fused_qkv_and_swiglu) {
                 cuda_backend gpu;
                 gpu.set_fused_act(fused == 1);
                 float* xd = dev(gpu, x);
-                std::vector<float> xq(x.size()), row(static_cast<size_t>(k));
-                cpu_quantize_activations(q.w, x.data(), rows, xq.data());
-                // Σ|x w| per output of layer t.
-                auto sums = [&](const test_linear& t) {
-                    std::vector<double> out(size_t(rows * t.w.n));
-                    for (int64_t r = 0; r < t.w.n; ++r) {
-                        cpu_decode_row(t.w, r, row.data());
-                        for (int64_t i = 0; i < rows; ++i) {
-                            double acc = 0;
-                            for (int64_t j = 0; j < k; ++j)
-                                acc += std::fabs(double(xq[size_t(i * k + j)]) * row[size_t(j)]);
-                            out[size_t(i * t.w.n + r)] = acc;
-                        }
-                    }
-                    return out;
-                };
+                auto sums = [&](const test_linear& t) { return sum_abs_xw(t, x, rows); };
                 const test_linear* qkv[3] = {&q, &kk, &v};
                 std::vector<std::vector<float>> want(3);
                 float* outs[3];
@@ -601,14 +605,7 @@ TEST(cuda_backend, fused_qkv_and_swiglu) {
 TEST(cuda_backend, norms_and_residual_adds_fused_into_linears) {
     REQUIRE_GPU();
     uint32_t seed = 1300;
-    struct scheme {
-        weight_format f;
-        act_format act;
-        fp8_granularity gran;
-        dtype dense;
-        const char* name;
-    };
-    const scheme schemes[] = {
+    const linear_scheme schemes[] = {
         {weight_format_nvfp4, act_format_none, fp8_granularity_tensor, dtype_f32, "nvfp4a16"},
         {weight_format_nvfp4, act_format_nvfp4, fp8_granularity_tensor, dtype_f32, "nvfp4 w4a4"},
         {weight_format_fp8, act_format_fp8_token, fp8_granularity_channel, dtype_f32,
@@ -618,7 +615,7 @@ TEST(cuda_backend, norms_and_residual_adds_fused_into_linears) {
         {weight_format_dense, act_format_none, fp8_granularity_tensor, dtype_bf16, "bf16"}};
     const int64_t H = 512, I = 256;
     const float eps = 1e-6f;
-    for (const scheme& sc : schemes)
+    for (const linear_scheme& sc : schemes)
         for (int64_t rows : {1, 2, 3})
             for (int fused_act = 0; fused_act < (sc.act != act_format_none ? 2 : 1); ++fused_act) {
                 cpu_backend cpu;
@@ -652,22 +649,8 @@ TEST(cuda_backend, norms_and_residual_adds_fused_into_linears) {
                 }
                 down.w.input_global_scale = nvfp4_global_scale(amax_in, nvfp4_convention_ct);
                 down.w.fp8_input_scale = amax_in / 448.0f;
-                // Σ|a w| per output of t over input rows a (as the layer quantizes them).
                 auto sums = [&](const test_linear& t, const std::vector<float>& a) {
-                    const int64_t k = t.w.k;
-                    std::vector<float> aq(a.size()), row(static_cast<size_t>(k));
-                    cpu_quantize_activations(t.w, a.data(), rows, aq.data());
-                    std::vector<double> out(size_t(rows * t.w.n));
-                    for (int64_t r = 0; r < t.w.n; ++r) {
-                        cpu_decode_row(t.w, r, row.data());
-                        for (int64_t i = 0; i < rows; ++i) {
-                            double acc = 0;
-                            for (int64_t j = 0; j < k; ++j)
-                                acc += std::fabs(double(aq[size_t(i * k + j)]) * row[size_t(j)]);
-                            out[size_t(i * t.w.n + r)] = acc;
-                        }
-                    }
-                    return out;
+                    return sum_abs_xw(t, a, rows);
                 };
                 auto count_bad = [&](const std::vector<float>& got, const std::vector<float>& want,
                                      const std::vector<double>& s) {
