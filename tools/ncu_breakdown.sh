@@ -1,6 +1,7 @@
 #!/bin/bash
 # Runs on the GPU machine over a build packed by tools/device_pack.sh: per-kernel GPU time of a few decode
-# steps (`nibble bench --eager`, so that every kernel is a launch ncu sees), grouped by kernel name, from
+# steps (`nibble bench --eager`, so that every kernel is a launch ncu sees; a 1-token prompt, so that the
+# prefill runs decode-shaped kernels too), grouped by kernel name, from
 # Nsight Compute's duration metric (clocks left alone). Usage: bash tools/ncu_breakdown.sh SCHEME BATCH
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -13,7 +14,7 @@ batch=${2:-1}
 d=/tmp/q8-$scheme
 [ -d "$d" ] || $N synth --config models/configs/qwen3-8b.json --scheme "$scheme" "$d" > /dev/null 2>&1
 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu-$scheme-b$batch.log" \
-  $N bench --model "$d" --device cuda --batch "$batch" --prompt-len 16 --gen-len 4 --reps 1 --eager \
+  $N bench --model "$d" --device cuda --batch "$batch" --prompt-len 1 --gen-len 6 --reps 1 --eager \
   > "$OUT/ncu-$scheme-b$batch.out" 2> "$OUT/ncu-$scheme-b$batch.err"
 python3 - "$OUT/ncu-$scheme-b$batch.log" "$scheme batch $batch" "$OUT/ncu-$scheme-b$batch.err" <<'PY'
 import csv, os, sys, collections
