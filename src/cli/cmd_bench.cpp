@@ -7,7 +7,9 @@
 //
 // Prefill: slot 0 re-prefilled from position 0 with --prompt-len pseudo-random ids, 2 warm-up runs, then
 // the median of --reps; tok/s and the linear layers' FLOP rate (2 x params per token x tokens; the lm_head
-// only for the last token, attention scores not counted).
+// only for the last token, attention scores not counted). On CUDA also the reference the prefill
+// aim is stated against: the decoder layers' linears as cuBLASLt BF16 GEMMs alone on the same shapes at
+// m = --prompt-len (dense models), and the fraction of the prefill's time that those GEMMs would take.
 // Decode: one runner with a slot per sequence of the largest batch; for each batch B, B slots prefilled
 // with --prompt-len ids each, then --gen-len steps of all B slots at once (greedy ids, positions
 // advancing), each step timed up to its greedy ids on the host (the logits stay on the device and each row
@@ -35,6 +37,7 @@
 #include "engine/runner.h"
 #ifdef NIBBLE_HAVE_CUDA
 #include "cuda/device.h"
+#include "cuda/linear_bench.h"
 #endif
 
 namespace nibble {
@@ -66,11 +69,26 @@ struct roofline {
     std::string method;
 };
 
+// The prefill's linear layers as cuBLASLt BF16 GEMMs on the same shapes (CUDA): each distinct [n, k] of
+// the layers timed once at m = prompt length (cuda/linear_bench.h's method), times its count.
+struct gemm_reference_shape {
+    int64_t n = 0, k = 0, count = 0;
+    double seconds = 0;  // one GEMM
+};
+struct gemm_reference {
+    bool ran = false;
+    std::string error;  // why there is no reference (MoE layers, a GEMM cuBLASLt rejected)
+    std::vector<gemm_reference_shape> shapes;
+    double linear_s = 0;  // Σ count × seconds: the layers' GEMMs alone on cuBLASLt BF16
+    double fraction = 0;  // linear_s / the whole prefill's median time
+};
+
 struct prefill_figures {
     int64_t tokens = 0;
     std::vector<double> seconds;
     double median_s = 0, tok_per_s = 0, flops = 0, flop_per_s = 0;
     int64_t linear_params_per_token = 0, lm_head_params = 0;
+    gemm_reference cublas;
 };
 
 struct decode_figures {
@@ -214,6 +232,53 @@ prefill_figures measure_prefill(model_runner& r, const bench_config& c, const mo
     return p;
 }
 
+// The cuBLASLt BF16 reference of the prefill (gemm_reference): the decoder layers' linears at m = the
+// prompt length (the lm_head runs on the last token only and is left out). Dense layers only: an MoE
+// layer's experts each see a different number of rows.
+gemm_reference cublas_prefill_reference(const model_runner& r, const bench_config& c, double prefill_s) {
+    gemm_reference g;
+#ifdef NIBBLE_HAVE_CUDA
+    std::vector<gemm_reference_shape> shapes;
+    for (const layer_weights& l : r.model().weights.layers) {
+        if (l.moe) {
+            g.error = "not for MoE layers (each expert sees its own number of rows)";
+            return g;
+        }
+        for (const linear_weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+            if (w->n <= 0) continue;
+            auto it = std::find_if(shapes.begin(), shapes.end(),
+                                   [&](const gemm_reference_shape& s) { return s.n == w->n && s.k == w->k; });
+            if (it == shapes.end())
+                shapes.push_back({w->n, w->k, 1, 0.0});
+            else
+                ++it->count;
+        }
+    }
+    const size_t l2 = cuda_device_query(0).l2_bytes;
+    for (gemm_reference_shape& s : shapes) {
+        if (s.k < 32 || s.k % 32) {
+            g.error = fmt::format("layer shape {}x{}: k is not a multiple of 32", s.n, s.k);
+            return g;
+        }
+        const std::vector<linear_bench_result> res =
+            linear_bench_run(s.n, s.k, {c.prompt_len}, {linear_bench_cublaslt_bf16}, int(c.reps), l2);
+        if (res.empty() || !res[0].ok) {
+            g.error = fmt::format("cuBLASLt BF16 on {}x{} at m = {}: {}", s.n, s.k, c.prompt_len,
+                                  res.empty() ? "no result" : res[0].error);
+            return g;
+        }
+        s.seconds = res[0].seconds;
+        g.linear_s += double(s.count) * s.seconds;
+    }
+    g.shapes = shapes;
+    g.fraction = g.linear_s / std::max(prefill_s, 1e-12);
+    g.ran = true;
+#else
+    (void)r, (void)c, (void)prefill_s;
+#endif
+    return g;
+}
+
 decode_figures measure_decode(model_runner& r, const bench_config& c, int64_t batch, bool graphs,
                               uint64_t weight_bytes, double copy_gbps) {
     r.set_step_graphs(graphs);
@@ -335,6 +400,18 @@ void print_json(const report& rep) {
                     {"lm_head_params", p.lm_head_params},
                     {"flops", p.flops},
                     {"gflop_per_s", p.flop_per_s / 1e9}};
+    if (rep.c.device == "cuda") {
+        nlohmann::ordered_json g;
+        if (p.cublas.ran) {
+            nlohmann::ordered_json shapes = nlohmann::ordered_json::array();
+            for (const gemm_reference_shape& s : p.cublas.shapes)
+                shapes.push_back({{"n", s.n}, {"k", s.k}, {"count", s.count}, {"seconds", s.seconds}});
+            g = {{"linear_s", p.cublas.linear_s}, {"fraction", p.cublas.fraction}, {"shapes", shapes}};
+        } else {
+            g = {{"error", p.cublas.error}};
+        }
+        j["prefill"]["cublas_bf16_reference"] = g;
+    }
     nlohmann::ordered_json dec = nlohmann::ordered_json::array();
     for (const batch_row& row : rep.rows) {
         nlohmann::ordered_json d = decode_json(row.main);
@@ -387,6 +464,16 @@ void print_table(const report& rep) {
     std::printf(
         "prefill:    %lld tokens in %.3f ms (median of %lld): %.1f tok/s, %.2f GFLOP/s (linear layers)\n",
         (long long)p.tokens, p.median_s * 1e3, (long long)c.reps, p.tok_per_s, p.flop_per_s / 1e9);
+    if (c.device == "cuda") {
+        if (p.cublas.ran)
+            std::printf(
+                "            its linear layers as cuBLASLt BF16 GEMMs alone (same shapes, m = %lld): %.3f "
+                "ms, "
+                "so the whole prefill runs at %.1f %% of that rate\n",
+                (long long)p.tokens, p.cublas.linear_s * 1e3, 100.0 * p.cublas.fraction);
+        else
+            std::printf("            cuBLASLt BF16 reference: %s\n", p.cublas.error.c_str());
+    }
     std::printf("decode:     prompt %lld + %lld steps, median of the last %lld, graphs %s\n\n",
                 (long long)c.prompt_len, (long long)c.gen_len, (long long)(c.gen_len - k_warmup_steps),
                 c.compare_eager ? "on vs off" : (c.eager ? "off" : "on"));
@@ -456,6 +543,14 @@ int cmd_bench(command_args args) {
 
     rep.prefill = measure_prefill(r, c, mb);
     note(fmt::format("prefill: {} tokens, {:.1f} tok/s", rep.prefill.tokens, rep.prefill.tok_per_s));
+    if (c.device == "cuda") {
+        rep.prefill.cublas = cublas_prefill_reference(r, c, rep.prefill.median_s);
+        if (rep.prefill.cublas.ran)
+            note(fmt::format(
+                "prefill reference: the linear GEMMs on cuBLASLt BF16 take {:.3f} ms ({:.1f} % of "
+                "the prefill's time)",
+                rep.prefill.cublas.linear_s * 1e3, 100.0 * rep.prefill.cublas.fraction));
+    }
 
     for (int64_t b : c.batches) {
         batch_row row;
