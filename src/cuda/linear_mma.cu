@@ -28,16 +28,15 @@
 //   load them, and the per-item scales, into the workspace; mma_xp_kernel, launched with programmatic
 //   dependent launch behind it, fetches its first weights while the prep runs, then copies the fragments of
 //   its next register batch of items into shared memory (cp.async, 2 stages) while it computes the current
-//   one. Span: one item (128 k NVFP4, 64 k FP8). NT = 2 n8 tiles per warp (NIBBLE_MMA_NT=4, an
-//   experiment: half the A-fragment loads per weight byte, but NVFP4 spills at 128 registers and it
-//   measured slower at m = 8, 16).
+//   one. Span: one item (128 k NVFP4, 64 k FP8). NT = 2 n8 tiles per warp (4 tiles, half the A-fragment
+//   loads per weight byte, spilled for NVFP4 at 128 registers and measured slower at m = 8, 16; removed).
 //   Why: building x's fragments in every block from x staged in shared memory (the first version, removed
 //   2026-12-01) cost as much as the weight tile at m = 16. Measured (H200, 2026-12-01, bench --kernels, %
 //   of copy bandwidth, staged -> prepared): NVFP4 m = 4: 18-22 -> 22-28, m = 16: 15-20 -> 16-24; FP8 m = 4:
 //   29-36 -> 30-42, m = 16: 23-32 -> 23-37. What is left is the k loop itself (decode + mma per 4 weights
 //   per lane, 16 padded batch rows at every m).
-// - Weights are loaded into registers KG = 8 / NT items at a time, the next batch while the current one is
-//   computed.
+// - Weights are loaded into registers KG = 4 items at a time (KG = 2 with NIBBLE_MMA_OCC=3), the next batch
+//   while the current one is computed.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -215,14 +214,14 @@ __global__ void __launch_bounds__(mma_traits<FMT>::MMAS * 32)
 }
 
 // uint4 per ring stage of mma_xp_kernel: KG items' A fragments (MMAS · 64 each) and their 16 scales each.
-template <int FMT, int NT, bool SPLIT>
+template <int FMT, int KG, bool SPLIT>
 constexpr int xp_stage_uint4() {
-    return (8 / NT) * mma_traits<FMT>::MMAS * (SPLIT ? 64 : 32) + (8 / NT) * 4;
+    return KG * mma_traits<FMT>::MMAS * (SPLIT ? 64 : 32) + KG * 4;
 }
 
 // mma_xp_kernel: the linear over x prepared by mma_prep_kernel. A warp owns NT n8 tiles (8·NT
-// weight rows, tile r = rows 8r + g), the block 8·8·NT rows; weights are prefetched KG = 8 / NT items ahead
-// into registers (2 · 4·KG·NT = 64 registers at either NT), and the same KG items' A fragments and scales
+// weight rows, tile r = rows 8r + g), the block 8·8·NT rows; weights are prefetched KG items ahead into
+// registers (2 · 4·KG·NT: 64 registers at KG = 4, 32 at 2), and the same KG items' A fragments and scales
 // (KG · MMAS KB, shared by the block's warps) are copied ahead with cp.async into a 2-stage shared-memory
 // ring, one block barrier after each copy lands and one before its stage is refilled. The sums are scaled
 // back per item (c = Σ over the item's mma steps, then acc += c · 2^e). (A 3-stage ring, one barrier per
@@ -232,11 +231,11 @@ constexpr int xp_stage_uint4() {
 // Why the ring: loading the fragments from global memory right before each mma step (the first version)
 // left the kernel stalled on those loads (ncu, H200, m = 16, 24576 x 4096: long-scoreboard 4.7 cycles per
 // issued instruction, DRAM at 17 %).
-template <int FMT, int NT, bool SPLIT>
-__global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_constant__ mma_args a) {
+template <int FMT, int NT, bool SPLIT, int KG, int MINB>
+__global__ void __launch_bounds__(k_threads, MINB) mma_xp_kernel(const __grid_constant__ mma_args a) {
     using T = mma_traits<FMT>;
-    constexpr int MMAS = T::MMAS, KG = 8 / NT, BR = k_warps * 8 * NT, FS = SPLIT ? 64 : 32;
-    constexpr int FRAGS = KG * MMAS * FS, STAGE = xp_stage_uint4<FMT, NT, SPLIT>();  // uint4 per stage
+    constexpr int MMAS = T::MMAS, BR = k_warps * 8 * NT, FS = SPLIT ? 64 : 32;
+    constexpr int FRAGS = KG * MMAS * FS, STAGE = xp_stage_uint4<FMT, KG, SPLIT>();  // uint4 per stage
     extern __shared__ uint4 ring[];  // [2][FRAGS A fragments, then KG × 16 scales]
     __shared__ bool is_last;
 
@@ -399,17 +398,17 @@ __global__ void __launch_bounds__(k_threads, 2) mma_xp_kernel(const __grid_const
 
 // The prep, then the linear kernel; both with programmatic dependent launch (the linear kernel fetches its
 // first weights while the prep runs).
-template <int FMT, int NT, bool SPLIT>
+template <int FMT, int NT, bool SPLIT, int KG, int MINB>
 cudaError_t launch_xprep(dim3 grid, const mma_args& a, uint4* frag, float* xscale, cudaStream_t stream) {
     constexpr int MMAS = mma_traits<FMT>::MMAS;
     cudaError_t e = launch_pdl(mma_prep_kernel<FMT, SPLIT>, dim3(unsigned(a.items)), dim3(MMAS * 32), 0,
                                stream, a.x, a.m, a.k, frag, xscale);
     if (e != cudaSuccess) return e;
-    constexpr size_t smem = 2 * xp_stage_uint4<FMT, NT, SPLIT>() * sizeof(uint4);
+    constexpr size_t smem = 2 * xp_stage_uint4<FMT, KG, SPLIT>() * sizeof(uint4);
     static const cudaError_t set = cudaFuncSetAttribute(
-        mma_xp_kernel<FMT, NT, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+        mma_xp_kernel<FMT, NT, SPLIT, KG, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (set != cudaSuccess) return set;
-    return launch_pdl(mma_xp_kernel<FMT, NT, SPLIT>, grid, dim3(k_threads), smem, stream, a);
+    return launch_pdl(mma_xp_kernel<FMT, NT, SPLIT, KG, MINB>, grid, dim3(k_threads), smem, stream, a);
 }
 
 int item_k(cuda_stream_format f) {
@@ -427,18 +426,19 @@ bool xprep_split(bool exact_x) {
     return exact_x || forced;
 }
 
-// n8 tiles per warp of mma_xp_kernel: 2 (NIBBLE_MMA_NT=4: 4, see Design).
-int xprep_tiles(int64_t m) {
-    static const int forced = [] {
-        const char* v = std::getenv("NIBBLE_MMA_NT");
-        return v ? std::atoi(v) : 0;
-    }();
-    return forced == 4 ? 4 : 2;
+int g_blocks_per_sm = 0;  // 0: not looked up yet (cuda_linear_mma_blocks_per_sm)
+
+int mma_blocks_per_sm() {
+    if (g_blocks_per_sm == 0) {
+        const char* e = std::getenv("NIBBLE_MMA_OCC");
+        g_blocks_per_sm = e && e[0] == '3' ? 3 : 2;
+    }
+    return g_blocks_per_sm;
 }
 
-// Weight rows per block.
-int block_rows(int64_t m) {
-    return k_warps * 8 * xprep_tiles(m);
+// Weight rows per block: 8 warps of NT = 2 n8 tiles.
+int block_rows(int64_t) {
+    return k_warps * 8 * 2;
 }
 
 // The split of k that best fills `slots` resident blocks with `row_blocks` row blocks.
@@ -475,7 +475,9 @@ cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, boo
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
     if (e != cudaSuccess) return e;
-    pl.splits = pl.row_blocks > k_max_counters ? 1 : choose_splits(pl.row_blocks, pl.items, 2 * n_sm);
+    pl.splits = pl.row_blocks > k_max_counters
+                    ? 1
+                    : choose_splits(pl.row_blocks, pl.items, mma_blocks_per_sm() * n_sm);
     pl.split_items = (pl.items + pl.splits - 1) / pl.splits;
     const size_t partial =
         pl.splits > 1 ? size_t(pl.splits) * size_t(m) * size_t(pl.n_total) * sizeof(float) : 0;
@@ -489,6 +491,14 @@ cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, boo
 }
 
 }  // namespace
+
+int cuda_linear_mma_blocks_per_sm() {
+    return mma_blocks_per_sm();
+}
+
+void cuda_linear_mma_set_blocks_per_sm(int blocks) {
+    g_blocks_per_sm = blocks == 3 ? 3 : 2;
+}
 
 bool cuda_linear_mma_supports(const cuda_stream_weight& w) {
     if (w.k <= 0 || w.k > INT32_MAX / 2 || w.n > INT32_MAX / 2) return false;
@@ -559,16 +569,17 @@ cudaError_t cuda_linear_mma_parts(const float* x, int64_t m, const cuda_stream_p
     const dim3 grid(unsigned(rb), unsigned(pl.splits));
     uint4* frag = reinterpret_cast<uint4*>(ws + pl.frag_off);
     float* xscale = reinterpret_cast<float*>(ws + pl.scale_off);
-    const bool wide = xprep_tiles(m) == 4;
+    const bool occ3 = mma_blocks_per_sm() == 3;
     if (w0.format == cuda_stream_nvfp4)
-        return split ? (wide ? launch_xprep<cuda_stream_nvfp4, 4, true>(grid, a, frag, xscale, stream)
-                             : launch_xprep<cuda_stream_nvfp4, 2, true>(grid, a, frag, xscale, stream))
-                     : (wide ? launch_xprep<cuda_stream_nvfp4, 4, false>(grid, a, frag, xscale, stream)
-                             : launch_xprep<cuda_stream_nvfp4, 2, false>(grid, a, frag, xscale, stream));
-    return split ? (wide ? launch_xprep<cuda_stream_fp8, 4, true>(grid, a, frag, xscale, stream)
-                         : launch_xprep<cuda_stream_fp8, 2, true>(grid, a, frag, xscale, stream))
-                 : (wide ? launch_xprep<cuda_stream_fp8, 4, false>(grid, a, frag, xscale, stream)
-                         : launch_xprep<cuda_stream_fp8, 2, false>(grid, a, frag, xscale, stream));
+        return split
+                   ? (occ3 ? launch_xprep<cuda_stream_nvfp4, 2, true, 2, 3>(grid, a, frag, xscale, stream)
+                           : launch_xprep<cuda_stream_nvfp4, 2, true, 4, 2>(grid, a, frag, xscale, stream))
+                   : (occ3 ? launch_xprep<cuda_stream_nvfp4, 2, false, 2, 3>(grid, a, frag, xscale, stream)
+                           : launch_xprep<cuda_stream_nvfp4, 2, false, 4, 2>(grid, a, frag, xscale, stream));
+    return split ? (occ3 ? launch_xprep<cuda_stream_fp8, 2, true, 2, 3>(grid, a, frag, xscale, stream)
+                         : launch_xprep<cuda_stream_fp8, 2, true, 4, 2>(grid, a, frag, xscale, stream))
+                 : (occ3 ? launch_xprep<cuda_stream_fp8, 2, false, 2, 3>(grid, a, frag, xscale, stream)
+                         : launch_xprep<cuda_stream_fp8, 2, false, 4, 2>(grid, a, frag, xscale, stream));
 }
 
 }  // namespace nibble

@@ -24,6 +24,12 @@
 namespace nibble {
 
 bool cuda_linear_mma_supports(const cuda_stream_weight& w);
+// Blocks per SM of the linear kernel: 2 (weights prefetched 4 items ahead in 64 registers), or 3 with
+// NIBBLE_MMA_OCC=3 (prefetched 2 items ahead, 72-80 registers: 24 warps per SM instead of 16 to cover the
+// shared-memory fragment loads the kernel waits on; an A/B experiment written 2026-12-01 after that
+// session's device time was spent), or as last set (tests run both). The workspace size depends on it.
+int cuda_linear_mma_blocks_per_sm();
+void cuda_linear_mma_set_blocks_per_sm(int blocks);  // 2 or 3
 // Workspace bytes: split-K counters, x's prepared fragments and split-K partial sums.
 // exact_x: x as FP16 hi + lo (~2^-21, two mma per step) instead of hi only (2^-11), for fake-quantized
 // activations. The workspace size depends on it.

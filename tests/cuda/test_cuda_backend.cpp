@@ -34,6 +34,7 @@
 #include "cpu/cpu_backend.h"
 #include "cuda/backend_ops.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/linear_mma.h"
 #include "cuda/linear_stream.h"
 #include "cuda_test_util.h"
 #include "engine/runner.h"
@@ -149,12 +150,16 @@ test_linear make_linear(weight_format f, act_format act, int64_t n, int64_t k, u
     return t;
 }
 
-// Whether a decode batch of `rows` over a weight-only w takes the tensor-core GEMV on FP16 activations
-// (linear_mma.h: m 3-16, 2^-11 relative; fake-quantized activations go in as hi + lo, ~2^-21).
-bool mma_path(const linear_weight& w, int64_t rows) {
+// Whether a decode batch of `rows` over w takes the tensor-core GEMV (linear_mma.h: m 3-16).
+bool mma_rows(const linear_weight& w, int64_t rows) {
     const bool fits = (w.format == weight_format_nvfp4 && w.k % 128 == 0) ||
                       (w.format == weight_format_fp8 && w.fp8_gran != fp8_granularity_block && w.k % 64 == 0);
-    return rows >= 3 && rows <= 16 && fits && w.act == act_format_none;
+    return rows >= 3 && rows <= 16 && fits;
+}
+// ... over a weight-only w, on FP16 activations (2^-11 relative; fake-quantized activations go in as
+// hi + lo, ~2^-21).
+bool mma_path(const linear_weight& w, int64_t rows) {
+    return mma_rows(w, rows) && w.act == act_format_none;
 }
 
 // A linear layer's scheme, for the tests of fused launches.
@@ -254,6 +259,15 @@ void check_linear(const test_linear& t, int64_t rows, uint32_t seed, const char*
     check(got, rel, "");
     if (!got_fused.empty())
         check(got_fused, rel, gpu.fused_act() ? " (quantize launch)" : " (fused quantize)");
+    // The tensor-core GEMV with the other number of blocks per SM (cuda_linear_mma_blocks_per_sm): the same
+    // bound.
+    if (mma_rows(t.w, rows)) {
+        const int was = cuda_linear_mma_blocks_per_sm();
+        cuda_linear_mma_set_blocks_per_sm(was == 3 ? 2 : 3);
+        gpu.linear(xd, rows, t.w, yd);
+        cuda_linear_mma_set_blocks_per_sm(was);
+        check(host(gpu, yd, size_t(rows * n)), rel, was == 3 ? " (mma, 2 blocks/SM)" : " (mma, 3 blocks/SM)");
+    }
     // The FP16-activation mode the other way round (FP32 activations: 1e-5).
     if (half_able) {
         const bool was = cuda_linear_stream_fp16_x();
