@@ -642,7 +642,7 @@ void cuda_backend::linear_swiglu(const float* x, int64_t rows, const linear_weig
         NIBBLE_CUDA_CHECK(cuda_silu_mul(out, up_scratch, rows * gate.n, out, stream_));
         return;
     }
-    if (!cuda_linear_stream_swiglu_fits(p[0].w.format, rows, gate.k))
+    if (!cuda_linear_stream_single_chunk(p[0].w.format, rows, gate.k))
         return backend::linear_swiglu(x, rows, gate, up, out, up_scratch);
     const float* xs = stream_input(x, rows, gate, p, 2);
     NIBBLE_CUDA_CHECK(cuda_linear_stream_swiglu(xs, rows, p, stream_));
@@ -670,7 +670,7 @@ void cuda_backend::norm_linear_swiglu(const float* x, const tensor_view& norm, f
                                       float* out, float* up_scratch) {
     cuda_stream_part p[2];
     if (!swiglu_parts(rows, gate, up, out, up_scratch, p) || mma_takes(rows, p) ||
-        !cuda_linear_stream_swiglu_fits(p[0].w.format, rows, gate.k) ||
+        !cuda_linear_stream_single_chunk(p[0].w.format, rows, gate.k) ||
         (gate.act != act_format_none && !fused_act_))
         return backend::norm_linear_swiglu(x, norm, eps, rows, h, gate, up, out, up_scratch);
     const float* xs = stream_input(x, rows, gate, p, 2);

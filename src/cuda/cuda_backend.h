@@ -135,9 +135,6 @@ class cuda_backend : public backend {
     // (linear_stream.h, cuda_stream_act) instead of a separate launch before it: on unless
     // NIBBLE_FUSED_ACT=0; set_fused_act for tests and A/B runs; takes effect from the next linear.
     void set_fused_act(bool on) { fused_act_ = on; }
-    // Norms and residual adds fused into the decode linears at rows <= 2 (fuses_norms; backend.h): on
-    // unless NIBBLE_FUSED_NORM=0; set_fused_norm for tests and A/B runs.
-    void set_fused_norm(bool on) { fused_norm_ = on; }
     bool fused_act() const { return fused_act_; }
     // Linears that ran on the FP8 GEMM so far (a shape cuBLASLt rejects runs on the BF16 GEMMs instead).
     uint64_t fp8_gemm_linears() const { return n_fp8_gemm_; }
@@ -245,7 +242,7 @@ class cuda_backend : public backend {
     growable fp8_ws_;
     bool mma_off_ = false;      // NIBBLE_LINEAR=stream: CUDA-core kernels only (A/B runs)
     bool fused_act_ = true;     // set_fused_act
-    bool fused_norm_ = true;    // set_fused_norm
+    bool fused_norm_ = true;    // fuses_norms: unless NIBBLE_FUSED_NORM=0
     int64_t mma_min_rows_ = 3;  // NIBBLE_LINEAR=mma: tensor cores from 1 row
     // Dense BF16 weights go to the BF16 tensor-core GEMM (linear_tensor_core) from this many rows
     // (NIBBLE_BF16_TC_MIN_ROWS for A/B runs; 17 = the CUDA-core GEMV for every decode batch).

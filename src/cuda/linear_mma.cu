@@ -437,9 +437,7 @@ int mma_blocks_per_sm() {
 }
 
 // Weight rows per block: 8 warps of NT = 2 n8 tiles.
-int block_rows(int64_t) {
-    return k_warps * 8 * 2;
-}
+constexpr int k_block_rows = k_warps * 8 * 2;
 
 // The split of k that best fills `slots` resident blocks with `row_blocks` row blocks.
 int choose_splits(int row_blocks, int items, int slots) {
@@ -465,7 +463,7 @@ struct plan {
 cudaError_t make_plan(int64_t m, const cuda_stream_part* parts, int n_parts, bool split, plan& pl) {
     const cuda_stream_weight& w0 = parts[0].w;
     pl = plan{};
-    pl.br = block_rows(m);
+    pl.br = k_block_rows;
     for (int i = 0; i < n_parts; ++i) {
         pl.row_blocks += int((parts[i].w.n + pl.br - 1) / pl.br);
         pl.n_total += int(parts[i].w.n);

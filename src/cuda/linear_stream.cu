@@ -779,10 +779,6 @@ cudaError_t cuda_linear_stream_parts(const float* x, int64_t m, const cuda_strea
     return e != cudaSuccess ? e : dispatch(a, parts[0].w.format, stream);
 }
 
-bool cuda_linear_stream_swiglu_fits(cuda_stream_format f, int64_t m, int64_t k) {
-    return cuda_linear_stream_single_chunk(f, m, k);
-}
-
 bool cuda_linear_stream_single_chunk(cuda_stream_format f, int64_t m, int64_t k) {
     if (m < 1 || m > 16 || !cuda_linear_stream_supports(f, k)) return false;
     switch (f) {

@@ -103,8 +103,7 @@ cudaError_t cuda_linear_stream_parts(const float* x, int64_t m, const cuda_strea
 bool cuda_linear_stream_single_chunk(cuda_stream_format f, int64_t m, int64_t k);
 // SwiGLU in one launch: parts[0].y [m, n] = silu(x · gateᵀ) · (x · upᵀ), gate = parts[0], up = parts[1]
 // (same n; biases allowed; no accumulate), the CPU's silu formula. Only when x fits in shared memory at
-// once (cuda_linear_stream_single_chunk):
-bool cuda_linear_stream_swiglu_fits(cuda_stream_format f, int64_t m, int64_t k);
+// once (cuda_linear_stream_single_chunk).
 cudaError_t cuda_linear_stream_swiglu(const float* x, int64_t m, const cuda_stream_part* parts,
                                       cudaStream_t stream, const cuda_stream_norm& norm = {});
 
