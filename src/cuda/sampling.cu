@@ -10,6 +10,8 @@
 // its first k. Round 1 reads the logits (chunk = 4096 entries of a row; it also writes the chunk's max
 // and Σ exp(l - max) in float); each further round sorts chunks of the previous round's survivors, until
 // one chunk per row remains (vocab 151936, k 256: 38 chunks -> 9728 keys -> 3 chunks -> 768 keys -> 1).
+// k = 1 (greedy) skips the sorts: each chunk's largest key by a block reduction (top_1_chunk_kernel), the
+// row's largest of those in the finish kernel.
 // The finish kernel reads the winners' values from the logits themselves (bit for bit, -0 kept), and
 // combines the chunk sums in double: lse = M + log Σ_c s_c exp(m_c - M).
 #include <algorithm>
@@ -106,13 +108,75 @@ __global__ void top_k_chunk_kernel(const float* logits, const uint64_t* keys_in,
     }
 }
 
+// k = 1 (greedy): round 1 without the sort. Grid (chunks, rows), k_top1_threads threads; each thread keeps
+// the largest key of its entries, the block reduces them; the stats as top_k_chunk_kernel's (its sum in
+// another order). keys_out[r · chunks + c] is the chunk's largest key.
+constexpr int k_top1_threads = 256;
+__global__ void __launch_bounds__(k_top1_threads)
+    top_1_chunk_kernel(const float* logits, int64_t n_in, uint64_t* keys_out, float2* stats) {
+    constexpr int per = k_chunk / k_top1_threads;
+    __shared__ uint64_t best_w[k_top1_threads / 32];
+    __shared__ float red[32];
+    const int64_t row = blockIdx.y, chunk = blockIdx.x, n_chunks = gridDim.x;
+    const int64_t c0 = chunk * k_chunk;
+    const int len = int(n_in - c0 < k_chunk ? n_in - c0 : k_chunk);
+    float v[per];
+    uint64_t best = 0;
+#pragma unroll
+    for (int j = 0; j < per; ++j) {
+        const int i = j * k_top1_threads + int(threadIdx.x);
+        v[j] = -INFINITY;
+        if (i < len) {
+            const uint64_t key = make_key(logits[row * n_in + c0 + i], uint32_t(c0 + i));
+            best = key > best ? key : best;
+            v[j] = key_value(key);
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const uint64_t other = __shfl_xor_sync(0xffffffffu, best, o);
+        best = other > best ? other : best;
+    }
+    if (threadIdx.x % 32 == 0) best_w[threadIdx.x / 32] = best;
+    __syncthreads();
+    best = 0;
+    for (int w = 0; w < k_top1_threads / 32; ++w) best = best_w[w] > best ? best_w[w] : best;
+    const float m = key_value(best);
+    float sum = 0.0f;
+    if (m != -INFINITY && m != INFINITY)
+#pragma unroll
+        for (int j = 0; j < per; ++j)
+            if (j * k_top1_threads + int(threadIdx.x) < len) sum += expf(v[j] - m);
+    sum = block_sum(sum, red);
+    if (threadIdx.x == 0) {
+        keys_out[row * n_chunks + chunk] = best;
+        stats[row * n_chunks + chunk] = make_float2(m, sum);
+    }
+}
+
 // One block per row: the k final keys -> values (read from the logits) and ids; the chunk stats -> lse.
-__global__ void top_k_finish_kernel(const float* logits, int64_t vocab, const uint64_t* keys, int k,
-                                    const float2* stats, int n_chunks, float* values, int32_t* ids,
+// n_keys > k (only with k = 1): the row has n_keys keys (one per chunk), the largest is the result.
+__global__ void top_k_finish_kernel(const float* logits, int64_t vocab, const uint64_t* keys, int n_keys,
+                                    int k, const float2* stats, int n_chunks, float* values, int32_t* ids,
                                     float* lse) {
     const int64_t row = blockIdx.x;
+    __shared__ uint64_t top1;
+    if (n_keys > k) {
+        if (threadIdx.x < 32) {
+            uint64_t best = 0;
+            for (int i = int(threadIdx.x); i < n_keys; i += 32) {
+                const uint64_t key = keys[row * n_keys + i];
+                best = key > best ? key : best;
+            }
+            for (int o = 16; o > 0; o >>= 1) {
+                const uint64_t other = __shfl_xor_sync(0xffffffffu, best, o);
+                best = other > best ? other : best;
+            }
+            if (threadIdx.x == 0) top1 = best;
+        }
+        __syncthreads();
+    }
     for (int i = threadIdx.x; i < k; i += blockDim.x) {
-        const uint64_t key = keys[row * k + i];
+        const uint64_t key = n_keys > k ? top1 : keys[row * k + i];
         if (is_pad(key)) {
             values[row * k + i] = -INFINITY;
             ids[row * k + i] = -1;
@@ -190,6 +254,14 @@ cudaError_t cuda_top_k_rows(const float* logits, int64_t rows, int64_t vocab, in
         return cudaGetLastError();
     };
     const int n1 = int(chunks_of(vocab));
+    if (k == 1) {  // greedy: each chunk's largest key, then the largest of those in the finish kernel
+        top_1_chunk_kernel<<<dim3(unsigned(n1), unsigned(rows)), k_top1_threads, 0, st>>>(logits, vocab, a,
+                                                                                          stats);
+        if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+        top_k_finish_kernel<<<unsigned(rows), 32, 0, st>>>(logits, vocab, a, n1, 1, stats, n1, values, ids,
+                                                           lse);
+        return cudaGetLastError();
+    }
     if (cudaError_t e = launch(true, nullptr, vocab, a); e != cudaSuccess) return e;
     uint64_t *cur = a, *next = b;
     for (int64_t n = n1 * int64_t(k); n > k;) {  // n survivors per row, from chunks_of(n) > 1 chunks
@@ -198,7 +270,7 @@ cudaError_t cuda_top_k_rows(const float* logits, int64_t rows, int64_t vocab, in
         std::swap(cur, next);
     }
     top_k_finish_kernel<<<unsigned(rows), std::min(256, std::max(32, k)), 0, st>>>(
-        logits, vocab, cur, k, stats, n1, values, ids, lse);
+        logits, vocab, cur, k, k, stats, n1, values, ids, lse);
     return cudaGetLastError();
 }
 

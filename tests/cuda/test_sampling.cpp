@@ -1,6 +1,6 @@
 // cuda_backend::top_k_rows (sampling.cu) against cpu_top_k_rows (the reference) on fresh random rows:
-// vocab 1, 7, 4096, 4097, 151936; k 1, 20, 21, 256; 1 to 16 rows; rows with exact ties (values rounded to
-// a few levels), -inf, NaN, -0 / +0, all -inf, +inf. SKIPPED without a GPU.
+// vocab 1, 7, 4096, 4097, 151936; k 1 (the sort-free greedy path), 20, 21, 256; 1 to 16 rows; rows with exact
+// ties (values rounded to a few levels), -inf, NaN, -0 / +0, all -inf, +inf. SKIPPED without a GPU.
 //
 // Bounds: ids and values identical (bit for bit: values are read back from the logits); lse within
 // 1e-5 · |lse| + 1e-6 (float chunk sums of expf, combined in double, vs float exp summed in double), and
