@@ -2,7 +2,8 @@
 # Runs on the GPU machine over a build packed by tools/device_pack.sh: `nibble bench` on one synthetic
 # Qwen3-8B checkpoint under several environments (A/B switches), interleaved over ROUNDS rounds in one run,
 # and prints each variant's median prefill tok/s and decode ms/step per batch size. "-" is the default
-# environment; a variant of several settings is one quoted argument.
+# environment; a variant of several settings is one quoted argument; BIN=PATH in a variant runs that binary
+# (an A/B build packed as nibble-VARIANT) instead of .device/nibble.
 #   SCHEME=nvfp4a16 BENCH_ARGS='--batch 1' ROUNDS=2 bash tools/ab_env.sh - NIBBLE_GEMV_HFMA2=1 ...
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -20,7 +21,9 @@ for r in $(seq 1 "${ROUNDS:-1}"); do
     i=$((i + 1))
     envs=()
     [ "$v" != - ] && read -r -a envs <<< "$v"
-    env "${envs[@]}" $N bench --model "$d" --device cuda ${BENCH_ARGS:---batch 1} --json \
+    bin=$N
+    for e in "${envs[@]}"; do [ "${e%%=*}" = BIN ] && bin=${e#BIN=}; done
+    env "${envs[@]}" $bin bench --model "$d" --device cuda ${BENCH_ARGS:---batch 1} --json \
       > "$OUT/$tag-v$i-r$r.json" 2>> "$OUT/$tag.err" || echo "variant '$v' round $r failed: rc $?"
   done
 done

@@ -11,6 +11,8 @@ build=${NIBBLE_BUILD:-build-gpu}
 rm -rf .device
 mkdir -p .device/lib
 cp "$build/nibble" .device/
+# A/B builds: binaries named nibble-VARIANT in the build folder travel too (tools/ab_env.sh: BIN=.device/nibble-VARIANT).
+for v in "$build"/nibble-*; do [ -f "$v" ] && [ -x "$v" ] && cp "$v" .device/; done
 [ -f "$build/tests/cuda/test_cuda_ops" ] && cp "$build/tests/cuda/test_cuda_ops" .device/
 [ -f "$build/bench/gemv_variants" ] && cp "$build/bench/gemv_variants" .device/
 # The kernel timeline recorder (bench/kernel_trace.cpp, tools/trace_gaps.sh) and the libcupti it was built
@@ -35,8 +37,8 @@ if [ -f "$tok/tokenizer.json" ]; then
     mkdir -p .device/qwen3-tok
     cp "$tok"/tokenizer.json "$tok"/tokenizer_config.json .device/qwen3-tok/
 fi
-strip .device/nibble .device/test_cuda_ops .device/gemv_variants .device/libnibble_kernel_trace.so \
-    2>/dev/null || true
+strip .device/nibble .device/nibble-* .device/test_cuda_ops .device/gemv_variants \
+    .device/libnibble_kernel_trace.so 2>/dev/null || true
 tar cJf /tmp/nibble-pack.tar.xz -C .device .
 rm -rf .device
 mkdir .device

@@ -11,7 +11,7 @@ export LD_LIBRARY_PATH=$PWD/.device/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # The tests find the models through the source path compiled in (the development checkout).
 src=$(strings .device/test_cuda_ops 2>/dev/null | grep -m1 -E '^/.*/main$' || echo /work/main)
 [ -e "$src" ] || { mkdir -p "$(dirname "$src")"; ln -s "$PWD" "$src"; }
-N=.device/nibble
+N=${NIBBLE_BIN:-.device/nibble}  # an A/B build: NIBBLE_BIN=.device/nibble-VARIANT
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(tests kernels e2e)
 summary=()

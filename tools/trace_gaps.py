@@ -6,7 +6,8 @@
 
 Steps: the records (kernels, memcpys, memsets, in start order) are cut into runs wherever the GPU idles
 for more than --split-us (the next start minus the latest end so far: nothing running); the decode steps
-are the runs of the most common length among runs of at least --min-len records (ties: the length seen
+are the runs of the length, among lengths seen 3+ times in runs of at least --min-len records, whose runs
+hold the most records together (a decode step is the longest run that repeats; ties: the length seen
 last, decode being the end of a `nibble bench` run), or of --step-len; the first --warmup of them are
 skipped (eager, then graph capture).
 
@@ -166,12 +167,13 @@ def main():
     if a.step_len:
         step_len = a.step_len
     else:
-        cands = [n for n in lengths if n >= a.min_len]
+        cands = [n for n in lengths if n >= a.min_len and lengths[n] >= 3] or \
+            [n for n in lengths if n >= a.min_len]
         if not cands:
             print('%s%d records, %d runs (split at %.0f us idle); no run of %d+ records. Run lengths '
                   '(length: count): %s' % (label, len(rows), len(runs), a.split_us, a.min_len, hist))
             return 1
-        step_len = max(cands, key=lambda n: (lengths[n], last_seen[n]))
+        step_len = max(cands, key=lambda n: (n * lengths[n], last_seen[n]))
     steps = [r for r in runs if len(r) == step_len]
     if not steps:
         print('%sno run of %d records (split at %.0f us idle). Run lengths (length: count): %s' %
@@ -229,6 +231,25 @@ def main():
     table('by short name', lambda r: ((short_name(r['name'])[:60], 60),))
     table('by name with template arguments, and grid',
           lambda r: ((detail_name(r['name'], 70), 70), (grid_text(r), 11)))
+
+    # The critical path: with programmatic dependent launch a kernel starts (and its duration counts)
+    # while the one before it still runs, so durations overlap; each record's end minus the latest end
+    # before it adds up to the span, and says what each kernel adds to the step.
+    ctot, ccnt = collections.defaultdict(int), collections.Counter()
+    for s in kept:
+        latest = s[0]['start']
+        for r in s:
+            k = (detail_name(r['name'], 70), grid_text(r))
+            ctot[k] += max(0, r['end'] - latest)
+            ccnt[k] += 1
+            latest = max(latest, r['end'])
+    print()
+    print('added to the span (end - the latest earlier end), by name and grid: count per step, mean us, '
+          'total us per step, % of the span')
+    span = statistics.median(spans)
+    for k, t in sorted(ctot.items(), key=lambda x: -x[1]):
+        print('  %-70s %-11s %6.1f %8.2f %9.2f %5.1f' % (k[0], k[1], ccnt[k] / ns, t / ccnt[k] / 1e3,
+                                                       t / ns / 1e3, 100.0 * t / ns / span if span else 0.0))
 
     # Gaps by (previous, next) pair.
     gtot, gcnt = collections.defaultdict(int), collections.Counter()
