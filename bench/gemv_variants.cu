@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "core/formats.h"
+#include "cuda/dequant.h"
 #include "cuda/kernel_util.cuh"
 #include "cuda/linear_mma.h"
 #include "cuda/linear_stream.h"
@@ -384,6 +385,7 @@ int main(int argc, char** argv) {
             CK(cudaMalloc(&dw[size_t(c)], wb + 64));
             CK(cudaMalloc(&ds[size_t(c)], sb + 64));
             CK(cudaMemcpy(dw[size_t(c)], hw.data(), wb, cudaMemcpyHostToDevice));
+            CK(cuda_e2m1_to_pair_layout(dw[size_t(c)], int64_t(wb), nullptr));  // as the backend uploads
             CK(cudaMemcpy(ds[size_t(c)], hs.data(), sb, cudaMemcpyHostToDevice));
         }
         float *dx, *dy;

@@ -259,6 +259,17 @@ const void* cuda_backend::raw(const tensor_view& v) {
     return p;
 }
 
+const void* cuda_backend::codes(const linear_weight& w) {
+    const void* p = raw(w.weight);
+    if ((w.format == weight_format_nvfp4 || w.format == weight_format_mxfp4) &&
+        pair_layout_.insert(p).second) {
+        NIBBLE_CUDA_CHECK(cuda_e2m1_to_pair_layout(static_cast<uint8_t*>(const_cast<void*>(p)),
+                                                   int64_t(w.weight.n_bytes), stream_));
+        NIBBLE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // as raw(): done before any kernel reads it
+    }
+    return p;
+}
+
 const float* cuda_backend::f32(const tensor_view& v) {
     auto it = f32_.find(v.data);
     if (it != f32_.end()) return it->second;
@@ -282,7 +293,7 @@ void cuda_backend::upload_linear(const linear_weight& w) {
     if (w.format == weight_format_dense && w.weight.type != dtype_bf16)
         f32(w.weight);
     else
-        raw(w.weight);
+        codes(w);
     if (w.format == weight_format_nvfp4 || w.format == weight_format_mxfp4) raw(w.block_scale);
     if (w.format == weight_format_fp8) f32_vector(w.fp8_scales);
     if (!w.bias.empty()) f32(w.bias);
@@ -514,7 +525,7 @@ bool cuda_backend::stream_view(const linear_weight& w, cuda_stream_weight& sw) {
     if (w.format == weight_format_nvfp4 && cuda_linear_stream_supports(cuda_stream_nvfp4, w.k) &&
         !cuda_nvfp4_legacy_gemv()) {
         sw.format = cuda_stream_nvfp4;
-        sw.data = raw(w.weight);
+        sw.data = codes(w);
         sw.block_scales = static_cast<const uint8_t*>(raw(w.block_scale));
         sw.global_mul = nvfp4_global_multiplier(w.global_scale, w.convention);
         return true;
@@ -712,10 +723,10 @@ void cuda_backend::linear(const float* x, int64_t rows, const linear_weight& w, 
             return;
         }
         if (w.format == weight_format_nvfp4) {
-            NIBBLE_CUDA_CHECK(cuda_nvfp4_linear(
-                quantize_input(x, rows, w), rows, static_cast<const uint8_t*>(raw(w.weight)),
-                static_cast<const uint8_t*>(raw(w.block_scale)), n, k,
-                nvfp4_global_multiplier(w.global_scale, w.convention), bias, out, stream_));
+            NIBBLE_CUDA_CHECK(
+                cuda_nvfp4_linear(quantize_input(x, rows, w), rows, static_cast<const uint8_t*>(codes(w)),
+                                  static_cast<const uint8_t*>(raw(w.block_scale)), n, k,
+                                  nvfp4_global_multiplier(w.global_scale, w.convention), bias, out, stream_));
             return;
         }
     }
@@ -812,7 +823,7 @@ void gemm_bf16(cublasHandle_t h, const linear_weight& w, int64_t m, int64_t cols
 }  // namespace
 
 const void* cuda_backend::bf16_weight(const linear_weight& w, uint16_t* dst, bool f16) {
-    const auto* q = static_cast<const uint8_t*>(raw(w.weight));
+    const auto* q = static_cast<const uint8_t*>(codes(w));
     if (f16 && w.format != weight_format_nvfp4 && w.format != weight_format_fp8)
         fail("{}: weight format {} has no FP16 decode", w.name, weight_format_name(w.format));
     switch (w.format) {

@@ -45,6 +45,7 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/backend.h"
@@ -165,6 +166,10 @@ class cuda_backend : public backend {
     void upload_linear(const linear_weight& w);
     // Device copy of a view's raw bytes (uploaded on first use).
     const void* raw(const tensor_view& v);
+    // Device copy of a linear layer's weight bytes: raw(w.weight), E2M1 codes (NVFP4, MXFP4) converted to
+    // the pair layout the kernels read (nvfp4_layout.h) on first use. Every reader of those codes takes them
+    // from here.
+    const void* codes(const linear_weight& w);
     // Device float32 copy of a BF16/F16/F32 view (converted on first use).
     const float* f32(const tensor_view& v);
     // Device copy of a host float vector that lives as long as the weights (FP8 scales).
@@ -213,6 +218,7 @@ class cuda_backend : public backend {
     std::vector<void*> owned_;
     std::unordered_map<const void*, const void*> raw_;
     std::unordered_map<const void*, const float*> f32_;
+    std::unordered_set<const void*> pair_layout_;  // device copies codes() converted
     uint64_t uploaded_bytes_ = 0, device_bytes_ = 0;
     struct growable {
         void* p = nullptr;

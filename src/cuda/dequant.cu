@@ -2,6 +2,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "cuda/dequant.h"
 #include "cuda/kernel_util.cuh"
@@ -10,7 +11,7 @@ namespace nibble {
 
 namespace {
 
-// The 8 E2M1 codes of a word (code j at bits 4j..4j+3) as floats, exact: the half2 decode (e2m1 × 2^-14,
+// The 8 E2M1 codes of a pair-layout word (nvfp4_layout.h) as floats, exact: the half2 decode (e2m1 × 2^-14,
 // kernel_util.cuh) times 2^14. Why not a table: a dynamically indexed local array went to local memory and
 // left the decode at ~45 % of the copy bandwidth (H200).
 __device__ __forceinline__ void e2m1x8(uint32_t w, float (&v)[8]) {
@@ -110,6 +111,11 @@ __global__ void fp8_dequant_kernel(const uint8_t* __restrict__ q, int64_t n, uin
         for (int64_t i = full * 16; i < n; ++i) out[i] = out_bits<F16>(e4m3_value(q[i]));
 }
 
+__global__ void e2m1_pair_layout_kernel(uint32_t* __restrict__ words, int64_t n) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) words[i] = nvfp4_pair_word(words[i]);
+}
+
 template <bool F16>
 cudaError_t nvfp4_dequantize(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k, float global,
                              bool divide_global, uint16_t* out, cudaStream_t stream) {
@@ -134,6 +140,16 @@ cudaError_t fp8_dequantize(const uint8_t* q, int64_t n, uint16_t* out, cudaStrea
 }
 
 }  // namespace
+
+cudaError_t cuda_e2m1_to_pair_layout(uint8_t* codes, int64_t n_bytes, cudaStream_t stream) {
+    if (n_bytes < 0 || n_bytes % 4 || reinterpret_cast<uintptr_t>(codes) % 4) return cudaErrorInvalidValue;
+    const int64_t n = n_bytes / 4;
+    if (n == 0) return cudaSuccess;
+    const int threads = 256;
+    e2m1_pair_layout_kernel<<<unsigned((n + threads - 1) / threads), threads, 0, stream>>>(
+        reinterpret_cast<uint32_t*>(codes), n);
+    return cudaGetLastError();
+}
 
 cudaError_t cuda_nvfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
                                        float global, bool divide_global, uint16_t* out, cudaStream_t stream) {

@@ -14,7 +14,12 @@
 
 namespace nibble {
 
-// packed u8 [n, k/2], scales e4m3 [n, k/16], out bf16 bits [n, k]; k % 16 == 0.
+// E2M1 codes (NVFP4, MXFP4) are kept on the GPU in the pair layout (nvfp4_layout.h), which every kernel that
+// reads them expects: this converts n_bytes of packed checkpoint codes in place (n_bytes % 4 == 0, codes
+// 4-byte aligned; else cudaErrorInvalidValue). The backend does it once per weight, at upload.
+cudaError_t cuda_e2m1_to_pair_layout(uint8_t* codes, int64_t n_bytes, cudaStream_t stream);
+
+// packed u8 [n, k/2] (pair layout), scales e4m3 [n, k/16], out bf16 bits [n, k]; k % 16 == 0.
 // divide_global: compressed-tensors (e4m3 / global); otherwise ModelOpt (e4m3 × global).
 cudaError_t cuda_nvfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
                                        float global, bool divide_global, uint16_t* out, cudaStream_t stream);
@@ -24,7 +29,7 @@ cudaError_t cuda_nvfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* sca
 cudaError_t cuda_nvfp4_dequantize_f16(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
                                       float global, bool divide_global, uint16_t* out, cudaStream_t stream);
 cudaError_t cuda_fp8_dequantize_f16(const uint8_t* q, int64_t n, uint16_t* out, cudaStream_t stream);
-// packed u8 [n, k/2], scales e8m0 [n, k/32], out bf16 bits [n, k]; k % 32 == 0.
+// packed u8 [n, k/2] (pair layout), scales e8m0 [n, k/32], out bf16 bits [n, k]; k % 32 == 0.
 cudaError_t cuda_mxfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, int64_t n, int64_t k,
                                        uint16_t* out, cudaStream_t stream);
 // E4M3 bytes -> their values as bf16 bits, unscaled (exact; NaN codes 0x7F / 0xFF give NaN), n elements;

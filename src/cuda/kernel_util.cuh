@@ -1,5 +1,5 @@
-// Device helpers shared by the linear kernels: exact E2M1 / E4M3 decoding, programmatic dependent launch
-// and async copies. Header-only, for .cu files.
+// Device helpers shared by the linear kernels: exact E2M1 (pair layout, nvfp4_layout.h) / E4M3 decoding,
+// programmatic dependent launch and async copies. Header-only, for .cu files.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -9,27 +9,24 @@
 #include <cstdlib>
 #include <utility>
 
+#include "cuda/nvfp4_layout.h"
+
 namespace nibble::kernel {
 
-// Two E2M1 codes at bits 15:12 and 31:28 of q -> (e2m1_lo, e2m1_hi) × 2^-14, exact (as half2 bits, or as
-// floats). The sign moves to
-// bit 15 and (e1 e0 m) to bits 11:9 of each half: E2M1's exponent bias 1 becomes fp16's 15, and the E2M1
-// subnormal (0.5) lands on the fp16 subnormal 2^-15, so one shift serves every code.
-__device__ __forceinline__ uint32_t e2m1x2_half2_bits(uint32_t q) {
-    return (q & 0x80008000u) | ((q & 0x70007000u) >> 3);
-}
-__device__ __forceinline__ float2 e2m1x2_scaled(uint32_t q) {
-    const uint32_t h = e2m1x2_half2_bits(q);
+// Pair q of a pair-layout NVFP4 word (nvfp4_layout.h: how the GPU stores NVFP4 codes) -> the codes
+// (c_q, c_q+4) × 2^-14 as floats, exact.
+__device__ __forceinline__ float2 e2m1_pair_scaled(uint32_t w, int q) {
+    const uint32_t h = nvfp4_pair_bits(w, q);
     return __half22float2(*reinterpret_cast<const __half2*>(&h));
 }
 
-// The 8 E2M1 codes of a 32-bit word (k order: byte b holds k = 2b in its low nibble, 2b + 1 in its high
-// one) -> their values × 2^-14.
+// The 8 E2M1 codes of a pair-layout word -> their values × 2^-14, in k order.
 __device__ __forceinline__ void e2m1x8_scaled(uint32_t word, float (&v)[8]) {
-    const float2 p0 = e2m1x2_scaled(word << 12), p1 = e2m1x2_scaled(word << 8);
-    const float2 p2 = e2m1x2_scaled(word << 4), p3 = e2m1x2_scaled(word);
-    v[0] = p0.x, v[4] = p0.y, v[1] = p1.x, v[5] = p1.y;
-    v[2] = p2.x, v[6] = p2.y, v[3] = p3.x, v[7] = p3.y;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+        const float2 p = e2m1_pair_scaled(word, q);
+        v[q] = p.x, v[q + 4] = p.y;
+    }
 }
 
 // E4M3 byte (low 8 bits of b) -> float. Its exponent and mantissa placed under FP32's give e4m3 × 2^-120
@@ -52,6 +49,18 @@ __device__ __forceinline__ void e4m3x4_value(uint32_t w, float (&v)[4]) {
     v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
 #else
     for (int i = 0; i < 4; ++i) v[i] = e4m3_value(w >> (8 * i));
+#endif
+}
+
+// The 2 E4M3 bytes in the low 16 bits of b (low byte -> .x) -> floats, exact: one conversion instruction
+// for both on sm_89+ (NVFP4 block scales: two per 16-byte unit).
+__device__ __forceinline__ float2 e4m3x2_value(uint32_t b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    uint32_t h;
+    asm("{\n\t.reg .b16 lo;\n\tcvt.u16.u32 lo, %1;\n\tcvt.rn.f16x2.e4m3x2 %0, lo;\n\t}" : "=r"(h) : "r"(b));
+    return __half22float2(*reinterpret_cast<const __half2*>(&h));
+#else
+    return make_float2(e4m3_value(b), e4m3_value(b >> 8));
 #endif
 }
 

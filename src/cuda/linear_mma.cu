@@ -15,7 +15,8 @@
 //   rows 8r + g (tile r) per item (NVFP4: 32 k, FP8: 16 k), and uses its own values for the k-slots of its
 //   fragments. The dot product does not care which physical k a slot holds as long as A and B agree, so
 //   x's fragments are built with the same permutation (kslot below).
-// - NVFP4: two E2M1 codes -> half2 (e2m1 × 2^-14, exact, kernel_util.cuh), times the block's E4M3 scale as
+// - NVFP4: two E2M1 codes (pair layout, nvfp4_layout.h) -> half2 (e2m1 × 2^-14, exact), times the block's
+// E4M3 scale as
 //   half2: e2m1 × e4m3 × 2^-14 is exact in FP16 (at most 6 significant bits, multiples of 2^-24, < 2^-2).
 //   FP8: cvt.rn.f16x2.e4m3x2, exact. Per-tensor / per-channel multipliers are applied to the outputs.
 // - x: per span of k and batch row, a power of two 2^e brings the row's amax to [2^14, 2^15); x·2^-e goes
@@ -325,9 +326,9 @@ __global__ void __launch_bounds__(k_threads, MINB) mma_xp_kernel(const __grid_co
                     if constexpr (FMT == cuda_stream_nvfp4) {
                         const uint32_t s2 = (j / 4) == 0 ? __byte_perm(sa[q][r], 0, 0x1010)
                                                          : __byte_perm(sa[q][r], 0, 0x3232);
-                        const int sh = (j % 2) ? 4 : 12;  // pairs (0,4),(1,5) for even j; (2,6),(3,7) odd
-                        b0 = hmul2_bits(e2m1x2_half2_bits(word << sh), s2);
-                        b1 = hmul2_bits(e2m1x2_half2_bits(word << (sh - 4)), s2);
+                        const int q = (j % 2) * 2;  // pairs (0,4),(1,5) for even j; (2,6),(3,7) odd
+                        b0 = hmul2_bits(nvfp4_pair_bits(word, q), s2);
+                        b1 = hmul2_bits(nvfp4_pair_bits(word, q + 1), s2);
                     } else {
                         b0 = e4m3x2_half2(word);
                         b1 = e4m3x2_half2(word >> 16);

@@ -13,9 +13,9 @@
 //   in a batch (2 or 4), and the next batch (or the next tile's first) is issued before the current one is
 //   computed, so 2-4 KB per warp is in flight. (Also prefetching the batch after into L2 measured slower on
 //   H100: lm_head 151936x4096 at m = 1 went from 75 % to 69 % of the copy bandwidth.)
-// - Dequantization stays in registers: two E2M1 codes become a half2 holding e2m1 × 2^-14 with three
-//   integer ops, widened to FP32; each 16-block is summed unscaled, then scaled once by its E4M3 value.
-//   The 2^14 and the global multiplier are applied once per output.
+// - Dequantization stays in registers: two E2M1 codes (pair layout, nvfp4_layout.h) become a half2
+//   holding e2m1 × 2^-14 with 1-4 integer ops, widened to FP32; each 16-block is summed unscaled, then scaled
+//   once by its E4M3 value. The 2^14 and the global multiplier are applied once per output.
 // - The warp's per-lane sums are combined with a butterfly of shuffles; lane r·M + i writes y.
 // - Programmatic dependent launch (sm_90+): the kernel's first weight loads are issued before it waits for
 //   the previous kernel on the stream (only x and y depend on it), hiding the launch ramp. So the weights
@@ -178,10 +178,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
 #pragma unroll
                         for (int r = 0; r < R; ++r) {
                             const uint32_t word = word_at<VEC>(wa[j][r], wi);
-                            const float2 p0 = e2m1x2_scaled(word << 12), p1 = e2m1x2_scaled(word << 8);
-                            const float2 p2 = e2m1x2_scaled(word << 4), p3 = e2m1x2_scaled(word);
-                            wf[r][0] = p0.x, wf[r][4] = p0.y, wf[r][1] = p1.x, wf[r][5] = p1.y;
-                            wf[r][2] = p2.x, wf[r][6] = p2.y, wf[r][3] = p3.x, wf[r][7] = p3.y;
+                            e2m1x8_scaled(word, wf[r]);
                         }
 #pragma unroll
                         for (int mm = 0; mm < M; ++mm) {

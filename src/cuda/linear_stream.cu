@@ -20,10 +20,11 @@
 //   each unit padded so that the lanes' reads are bank-conflict free). kc = k unless m·k does not fit;
 //   then y holds raw partial sums between chunks, read and written by the same thread, so the result stays
 //   deterministic.
-// - Dequantization stays in registers: NVFP4 codes become e2m1 × 2^-14 (exact half2 trick), each 16-block
-//   is summed unscaled and then scaled once by its E4M3 value; FP8 via cvt.rn.f16x2.e4m3x2 (exact); BF16 by
-//   shifts. Per-tensor multipliers (NVFP4 global × 2^14, FP8 tensor/channel scales) are applied once per
-//   output, FP8 block scales once per unit.
+// - Dequantization stays in registers: NVFP4 codes (pair layout, nvfp4_layout.h: 1-4 instructions per two
+//   codes) become e2m1 × 2^-14 (exact half2 trick), each 16-block is summed unscaled and then scaled once
+//   by its E4M3 value (a unit's two scales in one cvt.rn.f16x2.e4m3x2); FP8 via cvt.rn.f16x2.e4m3x2
+//   (exact); BF16 by shifts. Per-tensor multipliers (NVFP4 global × 2^14, FP8 tensor/channel scales) are
+//   applied once per output, FP8 block scales once per unit.
 // - The warp's per-lane sums are combined with a butterfly of shuffles; lane r·M + i writes y (or adds to
 //   it: accumulate, the residual add of a block).
 // - Optional RMSNorm of x as it is staged (cuda_stream_norm): each block sums each row's x² itself in one
@@ -180,39 +181,58 @@ __device__ __noinline__ void row_factors(const stream_args& a, bool half, float*
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (threadIdx.x < 16) amax_bits[threadIdx.x] = 0, row_norm[threadIdx.x] = 1.0f;
     if (a.norm_w) {
+        // HALF: max |w_j x_j| in the same pass; the normed values' amax is then inv_rms times it, to within
+        // 3 roundings (the staged w · (x · inv) has 2): enough for the power of two row_scale picks.
+        __syncthreads();  // amax_bits is zeroed before the atomics below
         for (int mm = 0; mm < a.m; ++mm) {
-            float ss = 0.0f;
+            float ss = 0.0f, mx = 0.0f;
             for (int j = int(threadIdx.x) * 4; j < a.k; j += k_threads * 4) {
                 const float4 v = *reinterpret_cast<const float4*>(a.x + int64_t(mm) * a.k + j);
                 ss += v.x * v.x;
                 ss += v.y * v.y;
                 ss += v.z * v.z;
                 ss += v.w * v.w;
+                if (half) {
+                    const float4 w = *reinterpret_cast<const float4*>(a.norm_w + j);
+                    mx = fmaxf(mx, fmaxf(fmaxf(fabsf(w.x * v.x), fabsf(w.y * v.y)),
+                                         fmaxf(fabsf(w.z * v.z), fabsf(w.w * v.w))));
+                }
             }
 #pragma unroll
-            for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, off);
-            if (lane == 0) warp_ss[warp][mm] = ss;
+            for (int off = 16; off > 0; off >>= 1) {
+                ss += __shfl_xor_sync(0xFFFFFFFFu, ss, off);
+                mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, off));
+            }
+            if (lane == 0) {
+                warp_ss[warp][mm] = ss;
+                if (half) atomicMax(&amax_bits[mm], __float_as_uint(mx));
+            }
         }
         __syncthreads();
         if (threadIdx.x < a.m) {
             float ss = 0.0f;
             for (int w = 0; w < k_warps; ++w) ss += warp_ss[w][threadIdx.x];
             row_norm[threadIdx.x] = 1.0f / sqrtf(ss / float(a.k) + a.norm_eps);
+            if (half)
+                amax_bits[threadIdx.x] =
+                    __float_as_uint(row_norm[threadIdx.x] * __uint_as_float(amax_bits[threadIdx.x]));
         }
     }
     __syncthreads();
     if (!half && a.act != cuda_stream_act_fp8_token) return;
-    for (int mm = 0; mm < a.m; ++mm) {
-        float mx = 0.0f;  // fmaxf drops NaN, as block_max does
-        for (int j = int(threadIdx.x) * 4; j < a.k; j += k_threads * 4) {
-            const float4 v = input4(a, row_norm, mm, j);
-            mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
-        }
+    if (!(half && a.norm_w)) {  // the amax pass (HALF with a norm has it from above)
+        for (int mm = 0; mm < a.m; ++mm) {
+            float mx = 0.0f;  // fmaxf drops NaN, as block_max does
+            for (int j = int(threadIdx.x) * 4; j < a.k; j += k_threads * 4) {
+                const float4 v = input4(a, row_norm, mm, j);
+                mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+            }
 #pragma unroll
-        for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, off));
-        if (lane == 0) atomicMax(&amax_bits[mm], __float_as_uint(mx));  // >= 0: ordered as uint
+            for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, off));
+            if (lane == 0) atomicMax(&amax_bits[mm], __float_as_uint(mx));  // >= 0: ordered as uint
+        }
+        __syncthreads();
     }
-    __syncthreads();
     if (threadIdx.x < 16) {
         const float amax = __uint_as_float(amax_bits[threadIdx.x]);
         if (half) {
@@ -228,8 +248,8 @@ __device__ __noinline__ void row_factors(const stream_args& a, bool half, float*
 // HALF (NVFP4 weight-only, m <= 2): x staged as FP16 pairs in the decode's order, scaled per row by 2^s
 // (row_factors), the products of each 16-weight block summed by HFMA2 in FP16 (8 steps per half lane), the
 // blocks in FP32 as in the default path; outputs × 2^-s. Per output: |error| <= ~9 · 2^-11 Σ|x w| (x's
-// rounding and 8 FP16 roundings of partial sums), instead of the FP32 path's ~1e-6; ~2.75 instead of ~4.8
-// instructions per weight.
+// rounding and 8 FP16 roundings of partial sums), instead of the FP32 path's ~1e-6, for one HFMA2 per two
+// weights instead of an FFMA per weight and row.
 template <int FMT, int M, bool HALF>
 __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     stream_kernel(const __grid_constant__ stream_args a) {
@@ -430,6 +450,10 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                     else if constexpr (FMT == cuda_stream_fp8)
                         sbits[r] = block_scaled ? sr[u / 8] : 0;
                 }
+                float2 nv_sc[k_rows];  // NVFP4: the unit's two block scales per row
+                if constexpr (FMT == cuda_stream_nvfp4)
+#pragma unroll
+                    for (int r = 0; r < k_rows; ++r) nv_sc[r] = e4m3x2_value(sbits[r]);
                 const float* xu = xs + (u0 + u) * US;
 #pragma unroll
                 for (int g = 0; g < 4 / GW; ++g) {
@@ -456,7 +480,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                                 const uint32_t word = reinterpret_cast<const uint32_t*>(&w[r])[2 * g + hh];
 #pragma unroll
                                 for (int q = 0; q < 4; ++q) {
-                                    const uint32_t wb = e2m1x2_half2_bits(word << (12 - 4 * q));
+                                    const uint32_t wb = nvfp4_pair_bits(word, q);
 #pragma unroll
                                     for (int mm = 0; mm < M; ++mm)
                                         hs[mm] = __hfma2(
@@ -493,7 +517,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
 #pragma unroll
                     for (int r = 0; r < k_rows; ++r) {
                         float sc = 1.0f;
-                        if constexpr (FMT == cuda_stream_nvfp4) sc = e4m3_value(sbits[r] >> (8 * g));
+                        if constexpr (FMT == cuda_stream_nvfp4) sc = g == 0 ? nv_sc[r].x : nv_sc[r].y;
                         if constexpr (FMT == cuda_stream_fp8)
                             if (block_scaled) sc = __uint_as_float(sbits[r]);
 #pragma unroll

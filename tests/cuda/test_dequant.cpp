@@ -30,6 +30,7 @@ void run_nvfp4(int64_t n, int64_t k, bool ct, std::mt19937& rng) {
     device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
     device_buffer<uint16_t> dout(size_t(n * k));
     NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cuda_e2m1_to_pair_layout(dp.p, int64_t(packed.size()), nullptr));  // as uploaded
     NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
     NIBBLE_CUDA_CHECK(cuda_nvfp4_dequantize_bf16(dp.p, ds.p, n, k, global, ct, dout.p, nullptr));
     std::vector<uint16_t> got(size_t(n * k));
@@ -55,6 +56,7 @@ std::vector<uint16_t> mxfp4_bf16_on_gpu(const std::vector<uint8_t>& packed,
     device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
     device_buffer<uint16_t> dout(size_t(n * k));
     NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cuda_e2m1_to_pair_layout(dp.p, int64_t(packed.size()), nullptr));  // as uploaded
     NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
     NIBBLE_CUDA_CHECK(cuda_mxfp4_dequantize_bf16(dp.p, ds.p, n, k, dout.p, nullptr));
     std::vector<uint16_t> got(size_t(n * k));
@@ -110,6 +112,7 @@ TEST(cuda_dequant, nvfp4_f16_global_one_exact) {
         device_buffer<uint8_t> dp(packed.size()), ds(scales.size());
         device_buffer<uint16_t> dout(size_t(n * k));
         NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+        NIBBLE_CUDA_CHECK(cuda_e2m1_to_pair_layout(dp.p, int64_t(packed.size()), nullptr));  // as uploaded
         NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
         NIBBLE_CUDA_CHECK(cuda_nvfp4_dequantize_f16(dp.p, ds.p, n, k, 1.0f, true, dout.p, nullptr));
         std::vector<uint16_t> got(size_t(n * k));

@@ -23,6 +23,7 @@
 #include "core/weights.h"
 #include "cpu/cpu_backend.h"
 #include "cuda/cuda_test_util.h"
+#include "cuda/dequant.h"
 #include "cuda/device.h"
 #include "cuda/linear_nvfp4.h"
 
@@ -66,6 +67,7 @@ case_result run_case(int64_t m, int64_t n, int64_t k, bool ct, bool with_bias, s
     NIBBLE_CUDA_CHECK(cudaMemcpy(dx.p, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
     NIBBLE_CUDA_CHECK(cudaMemcpy(db.p, bias.data(), bias.size() * 4, cudaMemcpyHostToDevice));
     NIBBLE_CUDA_CHECK(cudaMemcpy(dp.p, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+    NIBBLE_CUDA_CHECK(cuda_e2m1_to_pair_layout(dp.p, int64_t(packed.size()), nullptr));  // as uploaded
     NIBBLE_CUDA_CHECK(cudaMemcpy(ds.p, scales.data(), scales.size(), cudaMemcpyHostToDevice));
     NIBBLE_CUDA_CHECK(cudaMemset(dy.p, 0xFF, ref.size() * 4));  // NaN poison
     NIBBLE_CUDA_CHECK(cuda_nvfp4_linear(dx.p, m, dp.p, ds.p, n, k, nvfp4_global_multiplier(global, conv),
