@@ -245,6 +245,85 @@ __device__ __noinline__ void row_factors(const stream_args& a, bool half, float*
     }
 }
 
+// HALF with one row whose x is one chunk of at most 6 words of 8 values per thread (3 with a norm): x (and
+// the norm's weights) read once from L2 into registers (word i of the row by thread i mod k_threads), the
+// row's factors (as row_factors: Σ x² in a fixed order, every block alike; the FP16 scale from
+// inv_rms · max |w x|) and the staging from there: one pass over x per block instead of two (three with a
+// norm). kv[2s], kv[2s + 1]: x of word s; with a norm kv[6 + 2s], kv[7 + 2s] its weights (s < 3).
+constexpr int k_kept_words = 6;
+__device__ __forceinline__ bool kept_fits(const stream_args& a) {
+    return a.m == 1 && a.kc == a.k && a.k / 8 <= k_threads * (a.norm_w ? k_kept_words / 2 : k_kept_words);
+}
+__device__ __forceinline__ void stage_kept(const stream_args& a, uint32_t* xh, float* row_scale,
+                                           float* row_inv, float* row_norm) {
+    __shared__ float kept_ss[k_warps], kept_mx[k_warps];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, words = a.k / 8;
+    const bool norm = a.norm_w != nullptr;
+    float4 kv[2 * k_kept_words];
+    float ss = 0.0f, mx = 0.0f;  // fmaxf drops NaN, as row_factors does
+#pragma unroll
+    for (int s = 0; s < k_kept_words; ++s) {
+        const int i = int(threadIdx.x) + s * k_threads;
+        if (i >= words || (norm && s >= k_kept_words / 2)) continue;
+        const float4 lo = *reinterpret_cast<const float4*>(a.x + 8 * i);
+        const float4 hi = *reinterpret_cast<const float4*>(a.x + 8 * i + 4);
+        kv[2 * s] = lo, kv[2 * s + 1] = hi;
+        const float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+        float w[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        if (s < k_kept_words / 2 && norm) {
+            const float4 wl = *reinterpret_cast<const float4*>(a.norm_w + 8 * i);
+            const float4 wh = *reinterpret_cast<const float4*>(a.norm_w + 8 * i + 4);
+            kv[k_kept_words + 2 * s] = wl, kv[k_kept_words + 2 * s + 1] = wh;
+            w[0] = wl.x, w[1] = wl.y, w[2] = wl.z, w[3] = wl.w, w[4] = wh.x, w[5] = wh.y, w[6] = wh.z,
+            w[7] = wh.w;
+        }
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+            ss += v[e] * v[e];
+            mx = fmaxf(mx, fabsf(w[e] * v[e]));
+        }
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        ss += __shfl_xor_sync(0xFFFFFFFFu, ss, off);
+        mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, off));
+    }
+    if (lane == 0) kept_ss[warp] = ss, kept_mx[warp] = mx;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float s2 = 0.0f, m2 = 0.0f;
+        for (int w = 0; w < k_warps; ++w) s2 += kept_ss[w], m2 = fmaxf(m2, kept_mx[w]);
+        const float inv = norm ? 1.0f / sqrtf(s2 / float(a.k) + a.norm_eps) : 1.0f;
+        const float amax = norm ? inv * m2 : m2;
+        const int e = amax > 0.0f && amax <= 3.4e38f ? 14 - ilogbf(amax) : 0;
+        row_norm[0] = inv;
+        row_scale[0] = ldexpf(1.0f, e);
+        row_inv[0] = ldexpf(1.0f, -e);
+    }
+    __syncthreads();
+    const float inv = row_norm[0], mul = row_scale[0];
+#pragma unroll
+    for (int s = 0; s < k_kept_words; ++s) {
+        const int i = int(threadIdx.x) + s * k_threads;
+        if (i >= words || (norm && s >= k_kept_words / 2)) continue;
+        float4 lo = kv[2 * s], hi = kv[2 * s + 1];
+        if (s < k_kept_words / 2 && norm) {  // input4's rounding order: w · (x · inv)
+            const float4 wl = kv[k_kept_words + 2 * s], wh = kv[k_kept_words + 2 * s + 1];
+            lo = make_float4(wl.x * (lo.x * inv), wl.y * (lo.y * inv), wl.z * (lo.z * inv),
+                             wl.w * (lo.w * inv));
+            hi = make_float4(wh.x * (hi.x * inv), wh.y * (hi.y * inv), wh.z * (hi.z * inv),
+                             wh.w * (hi.w * inv));
+        }
+        const __half2 p0 = __floats2half2_rn(lo.x * mul, hi.x * mul);
+        const __half2 p1 = __floats2half2_rn(lo.y * mul, hi.y * mul);
+        const __half2 p2 = __floats2half2_rn(lo.z * mul, hi.z * mul);
+        const __half2 p3 = __floats2half2_rn(lo.w * mul, hi.w * mul);
+        *reinterpret_cast<uint4*>(xh + (i / 4) * k_half_unit + (i % 4) * 4) =
+            make_uint4(*reinterpret_cast<const uint32_t*>(&p0), *reinterpret_cast<const uint32_t*>(&p1),
+                       *reinterpret_cast<const uint32_t*>(&p2), *reinterpret_cast<const uint32_t*>(&p3));
+    }
+}
+
 // HALF (NVFP4 weight-only, m <= 2): x staged as FP16 pairs in the decode's order, scaled per row by 2^s
 // (row_factors), the products of each 16-weight block summed by HFMA2 in FP16 (8 steps per half lane), the
 // blocks in FP32 as in the default path; outputs × 2^-s. Per output: |error| <= ~9 · 2^-11 Σ|x w| (x's
@@ -346,9 +425,10 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
 #pragma unroll
         for (int i = 0; i < k_depth - 1; ++i) issue_next();
 
+        const bool kept = HALF && M == 1 && kept_fits(a);  // stage_kept: x read once
         if (first) {
             grid_dependency_wait();  // x (and y) may come from the kernel before us
-            if (HALF || a.act == cuda_stream_act_fp8_token || a.norm_w)
+            if (!kept && (HALF || a.act == cuda_stream_act_fp8_token || a.norm_w))
                 row_factors(a, HALF, row_scale, row_inv, row_norm);
         }
         __syncthreads();  // every reader of the previous chunk's x is done
@@ -361,7 +441,8 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
         };
         if constexpr (HALF) {  // one 8-value word per step: half2 (x_q, x_q+4) · 2^s, q = 0..3, in 4 words
             uint32_t* xh = reinterpret_cast<uint32_t*>(xs);
-            const int n_w = M * units * 4;
+            const int n_w = kept ? 0 : M * units * 4;
+            if (kept) stage_kept(a, xh, row_scale, row_inv, row_norm);
             for (int i = threadIdx.x; i < n_w; i += k_threads) {
                 const int mm = i / (units * 4), wi = i - mm * units * 4;
                 uint4 out = make_uint4(0, 0, 0, 0);
