@@ -16,8 +16,8 @@
 //   fragments. The dot product does not care which physical k a slot holds as long as A and B agree, so
 //   x's fragments are built with the same permutation (kslot below).
 // - NVFP4: two E2M1 codes (pair layout, nvfp4_layout.h) -> half2 (e2m1 × 2^-14, exact), times the block's
-// E4M3 scale as
-//   half2: e2m1 × e4m3 × 2^-14 is exact in FP16 (at most 6 significant bits, multiples of 2^-24, < 2^-2).
+//   E4M3 scale as half2: e2m1 × e4m3 × 2^-14 is exact in FP16 (at most 6 significant bits, multiples of
+//   2^-24, < 2^-2).
 //   FP8: cvt.rn.f16x2.e4m3x2, exact. Per-tensor / per-channel multipliers are applied to the outputs.
 // - x: per span of k and batch row, a power of two 2^e brings the row's amax to [2^14, 2^15); x·2^-e goes
 //   in as hi = fp16(x·2^-e) (|x - hi·2^e| <= 2^-11 |x|, FP16 activations as in the prefill GEMM), each

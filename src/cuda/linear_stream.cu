@@ -245,6 +245,16 @@ __device__ __noinline__ void row_factors(const stream_args& a, bool half, float*
     }
 }
 
+// One staged HALF word: the half2 (lo_q, hi_q) · mul for q = 0..3 (x values 8w + q and 8w + 4 + q).
+__device__ __forceinline__ uint4 half_word(float4 lo, float4 hi, float mul) {
+    const __half2 p0 = __floats2half2_rn(lo.x * mul, hi.x * mul);
+    const __half2 p1 = __floats2half2_rn(lo.y * mul, hi.y * mul);
+    const __half2 p2 = __floats2half2_rn(lo.z * mul, hi.z * mul);
+    const __half2 p3 = __floats2half2_rn(lo.w * mul, hi.w * mul);
+    return make_uint4(*reinterpret_cast<const uint32_t*>(&p0), *reinterpret_cast<const uint32_t*>(&p1),
+                      *reinterpret_cast<const uint32_t*>(&p2), *reinterpret_cast<const uint32_t*>(&p3));
+}
+
 // HALF with one row whose x is one chunk of at most 6 words of 8 values per thread (3 with a norm): x (and
 // the norm's weights) read once from L2 into registers (word i of the row by thread i mod k_threads), the
 // row's factors (as row_factors: Σ x² in a fixed order, every block alike; the FP16 scale from
@@ -314,13 +324,7 @@ __device__ __forceinline__ void stage_kept(const stream_args& a, uint32_t* xh, f
             hi = make_float4(wh.x * (hi.x * inv), wh.y * (hi.y * inv), wh.z * (hi.z * inv),
                              wh.w * (hi.w * inv));
         }
-        const __half2 p0 = __floats2half2_rn(lo.x * mul, hi.x * mul);
-        const __half2 p1 = __floats2half2_rn(lo.y * mul, hi.y * mul);
-        const __half2 p2 = __floats2half2_rn(lo.z * mul, hi.z * mul);
-        const __half2 p3 = __floats2half2_rn(lo.w * mul, hi.w * mul);
-        *reinterpret_cast<uint4*>(xh + (i / 4) * k_half_unit + (i % 4) * 4) =
-            make_uint4(*reinterpret_cast<const uint32_t*>(&p0), *reinterpret_cast<const uint32_t*>(&p1),
-                       *reinterpret_cast<const uint32_t*>(&p2), *reinterpret_cast<const uint32_t*>(&p3));
+        *reinterpret_cast<uint4*>(xh + (i / 4) * k_half_unit + (i % 4) * 4) = half_word(lo, hi, mul);
     }
 }
 
@@ -449,14 +453,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                 if (mm < a.m) {
                     const float4 lo = input4(a, row_norm, mm, k0 + wi * 8);
                     const float4 hi = input4(a, row_norm, mm, k0 + wi * 8 + 4);
-                    const float mul = row_scale[mm];
-                    const __half2 p0 = __floats2half2_rn(lo.x * mul, hi.x * mul);
-                    const __half2 p1 = __floats2half2_rn(lo.y * mul, hi.y * mul);
-                    const __half2 p2 = __floats2half2_rn(lo.z * mul, hi.z * mul);
-                    const __half2 p3 = __floats2half2_rn(lo.w * mul, hi.w * mul);
-                    out = make_uint4(
-                        *reinterpret_cast<const uint32_t*>(&p0), *reinterpret_cast<const uint32_t*>(&p1),
-                        *reinterpret_cast<const uint32_t*>(&p2), *reinterpret_cast<const uint32_t*>(&p3));
+                    out = half_word(lo, hi, row_scale[mm]);
                 }
                 *reinterpret_cast<uint4*>(xh + mm * (units * k_half_unit) + (wi / 4) * k_half_unit +
                                           (wi % 4) * 4) = out;
@@ -680,9 +677,9 @@ cudaError_t query_limits(device_limits& d) {
     return e;
 }
 
-// Static shared memory of the kernel (row_scale, row_inv, row_norm, row_factors' amax_bits and warp sums:
-// 768 bytes), kept out of the dynamic budget: the opt-in limit counts static + dynamic (checked at the
-// first launch).
+// Static shared memory of the kernel (row_scale, row_inv, row_norm, row_factors' amax_bits and warp sums,
+// stage_kept's warp sums: 832 bytes at most), kept out of the dynamic budget: the opt-in limit counts static
+// + dynamic (checked at the first launch).
 constexpr size_t k_static_smem = 1024;
 
 // Why 2 blocks per SM (m <= 4): 16-row tiles keep the per-SM share of rows even for thin matrices;

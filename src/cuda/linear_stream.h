@@ -63,7 +63,7 @@ struct cuda_stream_weight {
 
 // NVFP4 at m <= 2 with every part's fp16_x set: x staged in FP16 (scaled per row by a power of two) and
 // the products of each 16-weight block summed by HFMA2, FP32 across blocks; |error| <= ~9 · 2^-11 Σ|x·w|
-// per output instead of ~1e-6, ~2.75 instead of ~4.8 instructions per weight (the order of the FP16
+// per output instead of ~1e-6, one HFMA2 per two weights instead of an FFMA per weight (the order of the FP16
 // activations that weight-only prefill already multiplies, cuda_row_scale_f16). On unless
 // NIBBLE_GEMV_HFMA2=0, or as last set (tests, A/B runs): NVFP4 W4A16 batch 1 took 3.341 instead of
 // 3.639 ms a step (synthetic Qwen3-8B, H200, 2026-12-01); bench/gemv_variants times both.
