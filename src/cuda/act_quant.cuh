@@ -4,6 +4,7 @@
 // linear_stream.cu (fused into the decode GEMV's staging of x). Header-only, for .cu files.
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -81,9 +82,26 @@ __device__ __forceinline__ float fp8_scale(float amax) {
     return amax > 0 ? amax / 448.0f : 1.0f;
 }
 
-// x' = e4m3_sat(x / s) · s (FP8 dynamic with scale s, or static with s = input_scale).
+// x' = e4m3_sat(x / s) · s (FP8 dynamic with scale s, or static with s = input_scale), for two values at
+// once. On sm_89+ the rounding and the decode are the hardware conversions: cvt.rn.satfinite.e4m3x2.f32
+// rounds to nearest even onto the E4M3 grid (subnormals included), takes ±Inf and anything past ±448 to
+// ±448 and NaN to NaN: e4m3_from_float_sat's rules; cvt.rn.f16x2.e4m3x2 decodes exactly. ~11 instead of
+// ~50 instructions per value (the quotient x / s stays an IEEE division, as the CPU's).
+__device__ __forceinline__ float2 fp8_fake2(float x0, float x1, float s) {
+    const float a = x0 / s, b = x1 / s;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    uint32_t h;
+    asm("{\n\t.reg .b16 c;\n\tcvt.rn.satfinite.e4m3x2.f32 c, %2, %1;\n\tcvt.rn.f16x2.e4m3x2 %0, c;\n\t}"
+        : "=r"(h)
+        : "f"(a), "f"(b));  // b into the upper byte and half, a into the lower
+    const float2 v = __half22float2(*reinterpret_cast<const __half2*>(&h));
+    return make_float2(v.x * s, v.y * s);
+#else
+    return make_float2(e4m3_value(e4m3_from_float_sat(a)) * s, e4m3_value(e4m3_from_float_sat(b)) * s);
+#endif
+}
 __device__ __forceinline__ float fp8_fake(float x, float s) {
-    return e4m3_value(e4m3_from_float_sat(x / s)) * s;
+    return fp8_fake2(x, 0.0f, s).x;
 }
 
 // NVFP4 activations: the effective scale of a 16-block with absolute max amax under input_global g

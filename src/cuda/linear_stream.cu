@@ -489,8 +489,8 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                     v = input4(a, row_norm, mm, k0 + kk);
                     if (a.act == cuda_stream_act_fp8_token || a.act == cuda_stream_act_fp8_static) {
                         const float s = a.act == cuda_stream_act_fp8_token ? row_scale[mm] : a.act_scale;
-                        v = make_float4(actq::fp8_fake(v.x, s), actq::fp8_fake(v.y, s),
-                                        actq::fp8_fake(v.z, s), actq::fp8_fake(v.w, s));
+                        const float2 lo = actq::fp8_fake2(v.x, v.y, s), hi = actq::fp8_fake2(v.z, v.w, s);
+                        v = make_float4(lo.x, lo.y, hi.x, hi.y);
                     }
                 }
                 put(mm, kk, v);
