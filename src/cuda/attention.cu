@@ -12,6 +12,9 @@
 //   output acc[G][E]) over its keys, taken B at a time (B loads of K and V in flight per lane, one
 //   rescale per batch); scores come from a shuffle reduction over the LPK lanes, in the log2 domain (q
 //   is pre-scaled by log2(e) / sqrt(hd), exp2f).
+// - 8 warps per block (4 where their merge buffer would pass 32 KB): a 64-key range, the shortest a split
+//   gets, is one round of loads per warp. q is loaded before the position (a round trip less on the
+//   critical path). At batch 1 decode is latency-bound here: a few hundred keys per layer.
 // - The lane groups are merged by shuffles, the warps through shared memory. A token whose keys fit one
 //   range writes its output directly; otherwise each range writes (m, l, acc) to the scratch and
 //   combine_kernel merges them.
@@ -35,8 +38,9 @@ namespace nibble {
 
 namespace {
 
-constexpr int k_warps = 4;
+constexpr int k_warps = 4;  // combine_kernel, and attention_kernel where k_wide_warps do not fit
 constexpr int k_threads = 32 * k_warps;
+constexpr int k_wide_warps = 8;  // attention_kernel where its shared memory allows (attn_warps)
 constexpr int k_max_splits = 64;
 constexpr int k_split_min_keys = 64;     // a token gets at most one range per this many keys
 constexpr int k_split_max_keys = 512;    // ... and at least one per this many (up to n_splits)
@@ -139,8 +143,8 @@ __device__ __forceinline__ void merge_scales(float& m, float m2, float& a, float
     m = mx;
 }
 
-template <class KV, int HDP, int G, bool WIDE>
-__global__ void __launch_bounds__(k_threads)
+template <class KV, int HDP, int G, bool WIDE, int WARPS>
+__global__ void __launch_bounds__(32 * WARPS)
     attention_kernel(const float* __restrict__ q, const typename KV::storage* __restrict__ kc,
                      const typename KV::storage* __restrict__ vc, const int32_t* __restrict__ slots,
                      const int32_t* __restrict__ positions, int nh, int nkv, int hd, int group, int n_chunks,
@@ -151,24 +155,17 @@ __global__ void __launch_bounds__(k_threads)
     using L = lanes<KV, HDP, WIDE>;
     constexpr int E = L::e, LPK = L::per_key, KPW = L::keys_per_warp, W = L::words;
     constexpr int B = G * E <= 32 ? 4 : 2;  // keys per lane group per iteration
-    constexpr int per_warp = B * KPW, per_block = per_warp * k_warps;
-    __shared__ float s_acc[k_warps][G][HDP];
-    __shared__ float s_m[k_warps][G], s_l[k_warps][G];
+    constexpr int per_warp = B * KPW, per_block = per_warp * WARPS;
+    __shared__ float s_acc[WARPS][G][HDP];
+    __shared__ float s_m[WARPS][G], s_l[WARPS][G];
 
     const int split = int(blockIdx.x % unsigned(n_splits));
     const int64_t t = blockIdx.x / unsigned(n_splits);
-    if (tc_tile > 0 && attention_tile_taken(slots, T, tc_tile, int(t))) return;  // the tensor-core kernel's
     const int kvh = int(blockIdx.y) / n_chunks, chunk = int(blockIdx.y) % n_chunks;
-    const key_range r = split_keys(positions[t] + 1, split, n_splits, n_fill);
-    if (r.begin >= r.end) return;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int ks = lane / LPK, e0 = (lane % LPK) * E;
-    const int64_t kv_dim = int64_t(nkv) * hd;
-    const int slot = slots[t];
-    const typename KV::storage* kbase = kc + int64_t(kvh) * hd;
-    const typename KV::storage* vbase = vc + int64_t(kvh) * hd;
     const int h0 = kvh * group + chunk * G, n_g = min(G, group - chunk * G);
-
+    // q first: its loads do not wait for the position's (the key range's) round trip.
     float qr[G][E], acc[G][E], m[G], l[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
@@ -181,6 +178,13 @@ __global__ void __launch_bounds__(k_threads)
             acc[g][e] = 0.0f;
         }
     }
+    if (tc_tile > 0 && attention_tile_taken(slots, T, tc_tile, int(t))) return;  // the tensor-core kernel's
+    const key_range r = split_keys(positions[t] + 1, split, n_splits, n_fill);
+    if (r.begin >= r.end) return;
+    const int64_t kv_dim = int64_t(nkv) * hd;
+    const int slot = slots[t];
+    const typename KV::storage* kbase = kc + int64_t(kvh) * hd;
+    const typename KV::storage* vbase = vc + int64_t(kvh) * hd;
 
     const int n = r.end - r.begin;
     for (int base = warp * per_warp; base < n; base += per_block) {  // warp-uniform: shuffles below
@@ -266,14 +270,14 @@ __global__ void __launch_bounds__(k_threads)
     }
     __syncthreads();
     const bool direct = r.n_ranges == 1;
-    for (int idx = threadIdx.x; idx < n_g * hd; idx += k_threads) {
+    for (int idx = threadIdx.x; idx < n_g * hd; idx += 32 * WARPS) {
         const int g = idx / hd, i = idx - g * hd;
         float mx = -INFINITY;
 #pragma unroll
-        for (int w = 0; w < k_warps; ++w) mx = fmaxf(mx, s_m[w][g]);  // finite: warp 0 has keys
+        for (int w = 0; w < WARPS; ++w) mx = fmaxf(mx, s_m[w][g]);  // finite: warp 0 has keys
         float sum = 0.0f, a = 0.0f;
 #pragma unroll
-        for (int w = 0; w < k_warps; ++w) {
+        for (int w = 0; w < WARPS; ++w) {
             const float f = exp2f(s_m[w][g] - mx);
             sum += f * s_l[w][g];
             a += f * s_acc[w][g][i];
@@ -290,6 +294,9 @@ __global__ void __launch_bounds__(k_threads)
 }
 
 // One block per (token, head) with more than one range: out = Σ_s 2^(m_s - M) acc_s / Σ_s 2^(m_s - M) l_s.
+// The first k_combine_pre ranges' sums are loaded together with the (m, l) pairs, before the weights are
+// known: one round trip to L2 fewer for most tokens.
+constexpr int k_combine_pre = 4;
 __global__ void __launch_bounds__(k_threads)
     combine_kernel(const int32_t* __restrict__ positions, int nh, int hd, int n_splits, int n_fill,
                    const float* __restrict__ part_acc, const float* __restrict__ part_ml,
@@ -302,6 +309,15 @@ __global__ void __launch_bounds__(k_threads)
     const int n = split_keys(positions[t] + 1, 0, n_splits, n_fill).n_ranges;
     if (n <= 1) return;  // written directly by attention_kernel
     const float* ml = part_ml + 2 * row * n_splits;
+    const float* acc = part_acc + row * n_splits * hd;
+    constexpr int per_thread = 256 / k_threads;  // hd <= 256
+    float pre[per_thread][k_combine_pre];
+#pragma unroll
+    for (int j = 0; j < per_thread; ++j) {
+        const int i = int(threadIdx.x) + j * k_threads;
+#pragma unroll
+        for (int s = 0; s < k_combine_pre; ++s) pre[j][s] = i < hd && s < n ? acc[int64_t(s) * hd + i] : 0.0f;
+    }
     if (threadIdx.x < 32) {
         float mx = -INFINITY;
         for (int s = threadIdx.x; s < n; s += 32) mx = fmaxf(mx, ml[2 * s]);
@@ -316,10 +332,15 @@ __global__ void __launch_bounds__(k_threads)
         if (threadIdx.x == 0) s_inv = 1.0f / sum;
     }
     __syncthreads();
-    const float* acc = part_acc + row * n_splits * hd;
-    for (int i = threadIdx.x; i < hd; i += k_threads) {
+#pragma unroll
+    for (int j = 0; j < per_thread; ++j) {
+        const int i = int(threadIdx.x) + j * k_threads;
+        if (i >= hd) break;
         float a = 0.0f;
-        for (int s = 0; s < n; ++s) a += s_w[s] * acc[int64_t(s) * hd + i];
+#pragma unroll
+        for (int s = 0; s < k_combine_pre; ++s)
+            if (s < n) a += s_w[s] * pre[j][s];
+        for (int s = k_combine_pre; s < n; ++s) a += s_w[s] * acc[int64_t(s) * hd + i];
         out[row * hd + i] = a * s_inv;
     }
 }
@@ -335,18 +356,35 @@ struct launch_args {
     cudaStream_t st;
 };
 
-template <class KV, int HDP, int G, bool WIDE>
-cudaError_t launch_main(const launch_args& a) {
+// Warps of attention_kernel: k_wide_warps (a 64-key range in one pass of loads at B = 4) where their
+// merge buffer fits 32 KB of static shared memory, else k_warps; NIBBLE_ATTN_WARPS=4 keeps k_warps (A/B).
+bool wide_warps_allowed() {
+    static const bool ok = [] {
+        const char* v = std::getenv("NIBBLE_ATTN_WARPS");
+        return !(v && v[0] == '4');
+    }();
+    return ok;
+}
+
+template <class KV, int HDP, int G, bool WIDE, int WARPS>
+cudaError_t launch_warps(const launch_args& a) {
     const cuda_kv_cache& kv = *a.kv;
     const int group = int(a.nh / kv.n_kv), n_chunks = (group + G - 1) / G;
     const dim3 grid(unsigned(a.T * a.split.n_splits), unsigned(kv.n_kv * n_chunks));
     return launch_pdl(
-        attention_kernel<KV, HDP, G, WIDE>, grid, dim3(k_threads), 0, a.st, a.q,
+        attention_kernel<KV, HDP, G, WIDE, WARPS>, grid, dim3(32 * WARPS), 0, a.st, a.q,
         static_cast<const typename KV::storage*>(kv.k), static_cast<const typename KV::storage*>(kv.v),
         a.slots, a.positions, int(a.nh), int(kv.n_kv), int(kv.head_dim), group, n_chunks,
         kv_pages{kv.tables, kv.max_blocks, a.layer * kv.n_blocks << kv.block_shift, int(kv.block_shift)},
         a.split.n_splits, a.split.n_fill, k_log2e / sqrtf(float(kv.head_dim)), int(a.T), a.tc_tile,
         a.part_acc, a.part_ml, a.out);
+}
+
+template <class KV, int HDP, int G, bool WIDE>
+cudaError_t launch_main(const launch_args& a) {
+    if constexpr (G * HDP * k_wide_warps * sizeof(float) <= 32 * 1024)
+        if (wide_warps_allowed()) return launch_warps<KV, HDP, G, WIDE, k_wide_warps>(a);
+    return launch_warps<KV, HDP, G, WIDE, k_warps>(a);
 }
 
 template <class KV, int HDP, bool WIDE>
