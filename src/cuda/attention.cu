@@ -40,7 +40,7 @@ namespace {
 
 constexpr int k_warps = 4;  // combine_kernel, and attention_kernel where k_wide_warps do not fit
 constexpr int k_threads = 32 * k_warps;
-constexpr int k_wide_warps = 8;  // attention_kernel where its shared memory allows (attn_warps)
+constexpr int k_wide_warps = 8;  // attention_kernel where its shared memory allows (launch_main)
 constexpr int k_max_splits = 64;
 constexpr int k_split_min_keys = 64;     // a token gets at most one range per this many keys
 constexpr int k_split_max_keys = 512;    // ... and at least one per this many (up to n_splits)
