@@ -20,6 +20,11 @@ Printed, per kept step:
   * the time per step by short name ("(anonymous namespace)::", "void ", template arguments and
     parameters dropped), then by name with template arguments (70 characters) and grid
     (stream_kernel<0,1,1> and <2,1,0> are different kernels): count, mean us, total us per step;
+  * what each record adds to the span (its end minus the latest earlier end: the critical path under
+    programmatic dependent launch), by name and grid, and per layer: the longest stretch of the median
+    step whose records repeat with one period (a decoder layer's kernels) and the mean each position of
+    the period adds, so that kernels of one name and grid (the q/k/v, o, gate/up and down GEMVs) are
+    told apart;
   * the gaps grouped by (previous, next) kernel pair, top 15 by total per step.
 The sequence comes first: a long report is read from its end (the device tool shows the last 12,000
 characters), so the summaries are the part that survives.
@@ -250,6 +255,38 @@ def main():
     for k, t in sorted(ctot.items(), key=lambda x: -x[1]):
         print('  %-70s %-11s %6.1f %8.2f %9.2f %5.1f' % (k[0], k[1], ccnt[k] / ns, t / ccnt[k] / 1e3,
                                                        t / ns / 1e3, 100.0 * t / ns / span if span else 0.0))
+
+    # Per layer: the step's records repeat with a period (one decoder layer's kernels); what each position
+    # of the period adds to the span, so that kernels of one name and grid (the GEMVs) are told apart.
+    names = [(detail_name(r['name'], 70), grid_text(r)) for r in med]
+    best = None  # (coverage, period, start, repeats)
+    for period in range(2, min(24, len(names) // 3) + 1):
+        i = 0
+        while i + period < len(names):
+            j = i
+            while j + period < len(names) and names[j] == names[j + period]:
+                j += 1
+            reps = (j - i) // period + 1
+            if reps >= 3 and (best is None or reps * period > best[0]):
+                best = (reps * period, period, i, reps)
+            i = max(j, i + 1)
+    if best:
+        _, period, start, reps = best
+        ptot = [0] * period
+        for s in kept:
+            latest = s[0]['start']
+            for i, r in enumerate(s):
+                if start <= i < start + reps * period:
+                    ptot[(i - start) % period] += max(0, r['end'] - latest)
+                latest = max(latest, r['end'])
+        print()
+        print('per layer: a period of %d records repeats %d times from record %d; added to the span per '
+              'position (mean us per repeat):' % (period, reps, start))
+        for k in range(period):
+            print('  %2d %-70s %-11s %8.2f' % (k, names[start + k][0], names[start + k][1],
+                                                ptot[k] / ns / reps / 1e3))
+        print('  the period: %.2f us, %d of them %.1f us of the %.1f us span' %
+              (sum(ptot) / ns / reps / 1e3, reps, sum(ptot) / ns / 1e3, span / 1e3))
 
     # Gaps by (previous, next) pair.
     gtot, gcnt = collections.defaultdict(int), collections.Counter()
