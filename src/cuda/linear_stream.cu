@@ -32,7 +32,9 @@
 //   kernel and its launch out of a decode step (fuses_norms in core/backend.h).
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "cuda/act_quant.cuh"
 #include "cuda/kernel_util.cuh"
@@ -121,7 +123,29 @@ struct stream_args {
     const float* norm_w;  // RMSNorm applied to x as it is staged: x · inv_rms · norm_w (null: none)
     float norm_eps;
     bool accumulate;  // any part's
+    uint32_t* trace;  // cuda_linear_stream_trace_begin's ring (null: not tracing)
+    int l2_ahead;     // items per warp brought into L2 ahead of the ring (NIBBLE_GEMV_L2PF)
+    bool late_ring;   // the ring's first copies issued after x is staged (NIBBLE_GEMV_LATE)
+    // A later launch's rows to prefetch into L2 (cuda_linear_stream_prefetch_next): per part its weights and
+    // scales (null: none), the rows' pitches and the bytes of each row, and how many rows; later_n parts.
+    const uint8_t* later_w[cuda_stream_max_parts];
+    const uint8_t* later_s[cuda_stream_max_parts];
+    int64_t later_wp, later_sp;
+    int later_wb, later_sb;
+    int later_rows[cuda_stream_max_parts];
+    int later_n;
 };
+
+// The trace ring (cuda_linear_stream_trace_begin): k_trace_records records of k_trace_words words.
+constexpr int k_trace_words = 16;
+constexpr uint32_t k_trace_records = 1u << 18;
+__device__ uint32_t g_trace_next;  // records written so far (the ring keeps the last k_trace_records)
+
+__device__ __forceinline__ uint64_t global_ns() {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
 
 // Shared memory of one block: the weight ring, the scale ring, then x.
 constexpr size_t ring_bytes() {
@@ -245,6 +269,28 @@ __device__ __noinline__ void row_factors(const stream_args& a, bool half, float*
     }
 }
 
+// This warp's share of the later launch's rows (stream_args::later_*), 16 rows per step: lanes 2i and 2i + 1
+// prefetch the weights and the scales of row i into L2.
+__device__ __noinline__ void prefetch_later(const stream_args& a) {
+    const int lane = threadIdx.x & 31;
+    const int gw = int(blockIdx.x) * k_warps + int(threadIdx.x >> 5), n_w = int(gridDim.x) * k_warps;
+    int total = 0;
+    for (int p = 0; p < a.later_n; ++p) total += a.later_rows[p];
+    for (int base = gw * 16; base < total; base += n_w * 16) {
+        int i = base + (lane >> 1), p = 0;
+        if (i >= total) continue;
+        while (p + 1 < a.later_n && i >= a.later_rows[p]) i -= a.later_rows[p], ++p;
+        const uint8_t* ptr = (lane & 1) ? a.later_s[p] : a.later_w[p];
+        if (!ptr) continue;
+        ptr += (lane & 1) ? int64_t(i) * a.later_sp : int64_t(i) * a.later_wp;
+        const uintptr_t b0 = (reinterpret_cast<uintptr_t>(ptr) + 15) & ~uintptr_t(15);
+        const uintptr_t b1 =
+            (reinterpret_cast<uintptr_t>(ptr) + uintptr_t((lane & 1) ? a.later_sb : a.later_wb)) &
+            ~uintptr_t(15);
+        if (b1 > b0) prefetch_l2(reinterpret_cast<const void*>(b0), uint32_t(b1 - b0));
+    }
+}
+
 // One staged HALF word: the half2 (lo_q, hi_q) · mul for q = 0..3 (x values 8w + q and 8w + 4 + q).
 __device__ __forceinline__ uint4 half_word(float4 lo, float4 hi, float mul) {
     const __half2 p0 = __floats2half2_rn(lo.x * mul, hi.x * mul);
@@ -356,6 +402,14 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     const bool block_scaled = FMT == cuda_stream_fp8 && a.gran == cuda_stream_scale_block;
     const int bk = (a.k + 127) / 128;
     grid_dependency_trigger();
+    // Tracing (a.trace): block start, then SM cycles to each phase, kept by thread 0 (warp 0's view).
+    // In shared memory, so that the untraced kernel keeps its registers.
+    __shared__ unsigned long long tr_ns0, tr_c0;
+    __shared__ uint32_t tr_c[4];  // wait returned, x staged, first weights in, items done
+    if (a.trace && threadIdx.x == 0) tr_ns0 = global_ns(), tr_c0 = clock64(), tr_c[2] = 0;
+    auto tr_mark = [&](int i) {
+        if (threadIdx.x == 0) tr_c[i] = uint32_t(clock64() - tr_c0);
+    };
 
     for (int k0 = 0; k0 < a.k; k0 += a.kc) {
         const int units = min(a.kc, a.k - k0) / EL;
@@ -418,20 +472,50 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                     }
                 }
                 ++iss_item;
+                // This warp's last weights requested: its share of the later launch's (a.later_*).
+                if (iss_item == n_items && last && a.later_n) prefetch_later(a);
                 if (++iss_stage == k_depth) iss_stage = 0;
                 if (++iss_b == n_batch) iss_b = 0, ++iss_t;
             }
             cp_async_commit();
         };
 
+        if (n_items == 0 && last && a.later_n) prefetch_later(a);  // no weights of our own
+        // L2 prefetch (a.l2_ahead, a.late_ring): the next items' rows and scales requested from HBM into L2
+        // by the TMA unit, a.l2_ahead items ahead of the ring, so that they do not hold up the loads of x
+        // behind them. prefetch_item(i): item i of this warp (tile iteration i / n_batch, batch i % n_batch).
+        auto prefetch_item = [&](int i) {
+            if (i >= n_items || lane >= 2 * k_rows) return;
+            const int b = i % n_batch, t = i / n_batch;
+            const int tile = int(blockIdx.x) + t * int(gridDim.x), r = lane >> 1;
+            int part, row;
+            tile_row(a, tile, warp, r, part, row);
+            const stream_part& P = a.p[part];
+            const int u0 = b * k_span, nu = min(k_span, units - u0);
+            const int64_t base = int64_t(row) * units_row + unit0 + u0;
+            const uint8_t* p = nullptr;
+            uint32_t bytes = 0;
+            if ((lane & 1) == 0)
+                p = P.w + base * 16, bytes = uint32_t(nu) * 16;
+            else if (FMT == cuda_stream_nvfp4)
+                p = P.block_scales + base * 2, bytes = uint32_t(nu) * 2;
+            const uintptr_t b0 = (reinterpret_cast<uintptr_t>(p) + 15) & ~uintptr_t(15);
+            const uintptr_t b1 = (reinterpret_cast<uintptr_t>(p) + bytes) & ~uintptr_t(15);
+            if (row < P.n && p && b1 > b0) prefetch_l2(reinterpret_cast<const void*>(b0), uint32_t(b1 - b0));
+        };
+        if (a.l2_ahead > 0 || a.late_ring)
+            for (int i = a.late_ring ? 0 : k_depth - 1; i < k_depth - 1 + a.l2_ahead; ++i) prefetch_item(i);
         // The first weights are requested before x is staged (and, with PDL, while the previous kernel
         // finishes), so HBM starts streaming at once.
+        if (!a.late_ring) {
 #pragma unroll
-        for (int i = 0; i < k_depth - 1; ++i) issue_next();
+            for (int i = 0; i < k_depth - 1; ++i) issue_next();
+        }
 
         const bool kept = HALF && M == 1 && kept_fits(a);  // stage_kept: x read once
         if (first) {
             grid_dependency_wait();  // x (and y) may come from the kernel before us
+            if (a.trace) tr_mark(0);
             if (!kept && (HALF || a.act == cuda_stream_act_fp8_token || a.norm_w))
                 row_factors(a, HALF, row_scale, row_inv, row_norm);
         }
@@ -497,13 +581,20 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
             }
         }
         __syncthreads();
+        if (a.trace && first) tr_mark(1);
+        if (a.late_ring) {  // the first copies behind x's loads, not before them
+#pragma unroll
+            for (int i = 0; i < k_depth - 1; ++i) issue_next();
+        }
 
         float acc[k_rows][M] = {};
         int c_b = 0, c_t = 0, c_stage = 0;  // the computed item's batch in its tile, tile, ring stage
         for (int item = 0; item < n_items; ++item) {
             issue_next();
+            if (a.l2_ahead > 0) prefetch_item(item + k_depth - 1 + a.l2_ahead);
             cp_async_wait<k_depth - 1>();
             if constexpr (has_unit_scales) __syncwarp();  // the scale ring holds other lanes' copies
+            if (a.trace && first && item == 0) tr_mark(2);
             const int stage = c_stage;
             const int u0 = c_b * k_span;
             const bool tile_end = c_b == n_batch - 1;
@@ -660,6 +751,36 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
             }
         }
         cp_async_wait<0>();
+        if (a.trace && last) tr_mark(3);
+    }
+    if (a.trace) {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const uint32_t end_c = uint32_t(clock64() - tr_c0);
+            const uint64_t end_ns = global_ns();
+            uint32_t smid;
+            asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
+            const uint32_t slot = atomicAdd(&g_trace_next, 1u) & (k_trace_records - 1);
+            uint32_t* r = a.trace + size_t(slot) * k_trace_words;
+            const uint32_t rec[k_trace_words] = {uint32_t(a.k),
+                                                 uint32_t(n_tiles),
+                                                 blockIdx.x | gridDim.x << 16,
+                                                 smid,
+                                                 uint32_t(tr_ns0),
+                                                 uint32_t(tr_ns0 >> 32),
+                                                 uint32_t(end_ns),
+                                                 uint32_t(end_ns >> 32),
+                                                 tr_c[0],
+                                                 tr_c[1],
+                                                 tr_c[2],
+                                                 tr_c[3],
+                                                 end_c,
+                                                 uint32_t(my_tiles),
+                                                 uint32_t(FMT | M << 4 | int(HALF) << 12 | a.n_parts << 16),
+                                                 uint32_t(a.swiglu)};
+#pragma unroll
+            for (int i = 0; i < k_trace_words; ++i) r[i] = rec[i];
+        }
     }
 }
 
@@ -813,8 +934,34 @@ cudaError_t make_args(const float* x, int64_t m, const cuda_stream_part* parts, 
     return cudaSuccess;
 }
 
-cudaError_t dispatch(const stream_args& a, cuda_stream_format f, cudaStream_t stream) {
+uint32_t* g_trace_ring = nullptr;  // cuda_linear_stream_trace_begin's device ring (null: off)
+
+// cuda_linear_stream_prefetch_next's hint, taken by the next launch (later_n 0: none).
+struct later_hint {
+    const uint8_t* w[cuda_stream_max_parts] = {};
+    const uint8_t* s[cuda_stream_max_parts] = {};
+    int64_t wp = 0, sp = 0;
+    int wb = 0, sb = 0;
+    int rows[cuda_stream_max_parts] = {};
+    int n = 0;
+};
+later_hint g_later;
+
+cudaError_t dispatch(stream_args a, cuda_stream_format f, cudaStream_t stream) {
     if (a.tile_start[a.n_parts] == 0) return cudaSuccess;
+    a.trace = g_trace_ring;
+    cuda_stream_prefetch_mode mode = cuda_linear_stream_prefetch_mode();
+    a.l2_ahead = mode.l2_ahead;
+    a.late_ring = mode.late_ring;
+    for (int i = 0; i < g_later.n; ++i) {
+        a.later_w[i] = g_later.w[i];
+        a.later_s[i] = g_later.s[i];
+        a.later_rows[i] = g_later.rows[i];
+    }
+    a.later_wp = g_later.wp, a.later_sp = g_later.sp;
+    a.later_wb = g_later.wb, a.later_sb = g_later.sb;
+    a.later_n = g_later.n;
+    g_later = later_hint{};
     switch (f) {
         case cuda_stream_nvfp4:
             return dispatch_m<cuda_stream_nvfp4>(a, stream);
@@ -899,6 +1046,94 @@ cudaError_t cuda_linear_stream_swiglu(const float* x, int64_t m, const cuda_stre
     stream_args a;
     const cudaError_t e = make_args(x, m, parts, 2, true, norm, a);
     return e != cudaSuccess ? e : dispatch(a, parts[0].w.format, stream);
+}
+
+namespace {
+cuda_stream_prefetch_mode g_prefetch_mode;
+bool g_prefetch_mode_read = false;  // NIBBLE_GEMV_L2PF / NIBBLE_GEMV_LATE looked up, or set
+}  // namespace
+
+cuda_stream_prefetch_mode cuda_linear_stream_prefetch_mode() {
+    if (!g_prefetch_mode_read) {
+        const char* n = std::getenv("NIBBLE_GEMV_L2PF");
+        const char* late = std::getenv("NIBBLE_GEMV_LATE");
+        g_prefetch_mode.l2_ahead = n ? std::max(0, std::min(16, std::atoi(n))) : 0;
+        g_prefetch_mode.late_ring = late && late[0] == '1';
+        g_prefetch_mode_read = true;
+    }
+    return g_prefetch_mode;
+}
+
+void cuda_linear_stream_set_prefetch_mode(const cuda_stream_prefetch_mode& m) {
+    g_prefetch_mode = m;
+    g_prefetch_mode.l2_ahead = std::max(0, std::min(16, m.l2_ahead));
+    g_prefetch_mode_read = true;
+}
+
+void cuda_linear_stream_prefetch_next(const cuda_stream_weight* parts, int n_parts, bool swiglu,
+                                      size_t budget_bytes) {
+    g_later = later_hint{};
+    if (!parts || n_parts < 1 || n_parts > cuda_stream_max_parts || budget_bytes == 0) return;
+    const cuda_stream_weight& w0 = parts[0];
+    if (w0.k <= 0 || w0.k > INT32_MAX / 2) return;
+    later_hint h;
+    // Row pitch of the codes / values, and of the NVFP4 block scales.
+    h.wp = w0.format == cuda_stream_nvfp4 ? w0.k / 2 : w0.format == cuda_stream_fp8 ? w0.k : 2 * w0.k;
+    h.sp = w0.format == cuda_stream_nvfp4 ? w0.k / 16 : 0;
+    // The first two work items of a row (the ring's first copies of a warp): 64 16-byte units each.
+    constexpr int64_t item_bytes = 64 * 16;
+    h.wb = int(std::min<int64_t>(h.wp, 2 * item_bytes));
+    h.sb = w0.format == cuda_stream_nvfp4 ? int(std::min<int64_t>(h.sp, 2 * 64 * 2)) : 0;
+    const int64_t per_row = h.wb + h.sb;
+    int64_t left = int64_t(budget_bytes);
+    for (int i = 0; i < n_parts; ++i) {
+        const cuda_stream_weight& w = parts[i];
+        if (w.format != w0.format || w.k != w0.k || !w.data || w.n <= 0) return;
+        // SwiGLU launches take gate and up rows alike; q / k / v tiles run in part order.
+        const int64_t share = swiglu ? int64_t(budget_bytes) / n_parts : left;
+        const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(w.n, share / per_row));
+        h.w[i] = static_cast<const uint8_t*>(w.data);
+        h.s[i] = w.format == cuda_stream_nvfp4 ? w.block_scales : nullptr;
+        h.rows[i] = int(rows);
+        left -= rows * per_row;
+    }
+    h.n = n_parts;
+    g_later = h;
+}
+
+cudaError_t cuda_linear_stream_trace_begin() {
+    const char* path = std::getenv("NIBBLE_GEMV_TRACE");
+    if (!path || !*path || g_trace_ring) return cudaSuccess;
+    const size_t bytes = size_t(k_trace_records) * k_trace_words * sizeof(uint32_t);
+    cudaError_t e = cudaMalloc(&g_trace_ring, bytes);
+    if (e == cudaSuccess) e = cudaMemset(g_trace_ring, 0, bytes);
+    const uint32_t zero = 0;
+    if (e == cudaSuccess) e = cudaMemcpyToSymbol(g_trace_next, &zero, sizeof zero);
+    return e;
+}
+
+void cuda_linear_stream_trace_end() {
+    if (!g_trace_ring) return;
+    const char* path = std::getenv("NIBBLE_GEMV_TRACE");
+    std::vector<uint32_t> ring(size_t(k_trace_records) * k_trace_words);
+    uint32_t next = 0;
+    if (cudaDeviceSynchronize() == cudaSuccess &&
+        cudaMemcpy(ring.data(), g_trace_ring, ring.size() * sizeof(uint32_t), cudaMemcpyDeviceToHost) ==
+            cudaSuccess &&
+        cudaMemcpyFromSymbol(&next, g_trace_next, sizeof next) == cudaSuccess) {
+        // Oldest record first: the ring from `next` on once it has wrapped.
+        const uint32_t n = std::min(next, k_trace_records), first = next > k_trace_records ? next : 0;
+        if (FILE* f = std::fopen(path, "wb")) {
+            for (uint32_t i = 0; i < n; ++i) {
+                const uint32_t slot = (first + i) & (k_trace_records - 1);
+                std::fwrite(ring.data() + size_t(slot) * k_trace_words, sizeof(uint32_t), k_trace_words, f);
+            }
+            std::fclose(f);
+            std::fprintf(stderr, "nibble: %u GEMV block records written to %s\n", n, path);
+        }
+    }
+    cudaFree(g_trace_ring);
+    g_trace_ring = nullptr;
 }
 
 }  // namespace nibble

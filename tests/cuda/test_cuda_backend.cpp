@@ -717,6 +717,93 @@ TEST(cuda_backend, norms_and_residual_adds_fused_into_linears) {
             }
 }
 
+// The weight-streaming GEMV's L2 prefetch modes (cuda_linear_stream_set_prefetch_mode) and the next-linear
+// hint (hint_next_linears) only move bytes into L2 earlier: every output bit-identical to the default's,
+// for the fused q/k/v, SwiGLU and residual-add launches of decode steps and a plain linear, at 1 and 2
+// rows, with several work items per warp and several tiles per block.
+TEST(cuda_backend, gemv_prefetch_modes_are_bit_identical) {
+    REQUIRE_GPU();
+    uint32_t seed = 1700;
+    const linear_scheme schemes[] = {
+        {weight_format_nvfp4, act_format_none, fp8_granularity_tensor, dtype_f32, "nvfp4a16"},
+        {weight_format_nvfp4, act_format_nvfp4, fp8_granularity_tensor, dtype_f32, "nvfp4 w4a4"},
+        {weight_format_fp8, act_format_fp8_token, fp8_granularity_channel, dtype_f32,
+         "fp8 channel, per token"},
+        {weight_format_fp8, act_format_none, fp8_granularity_block, dtype_f32, "fp8 block"},
+        {weight_format_dense, act_format_none, fp8_granularity_tensor, dtype_bf16, "bf16"}};
+    const int64_t H = 4096, I = 1536;  // NVFP4: 2 items per row of q/k/v and gate/up, 1 (of 48 units) of down
+    const float eps = 1e-6f;
+    const cuda_stream_prefetch_mode was = cuda_linear_stream_prefetch_mode();
+    const cuda_stream_prefetch_mode modes[] = {{2, false}, {0, true}, {4, true}};
+    for (const linear_scheme& sc : schemes) {
+        auto mk = [&](int64_t n, int64_t k) {
+            return make_linear(sc.f, sc.act, n, k, seed++, nvfp4_convention_ct, sc.gran, sc.dense);
+        };
+        test_linear q = mk(4096 + 40, H), kk = mk(520, H), v = mk(520, H), g = mk(I, H), u = mk(I, H),
+                    down = mk(H, I), o = mk(H, H);
+        for (test_linear* t : {&q, &kk, &v, &g, &u, &down, &o}) {
+            t->w.input_global_scale = nvfp4_global_scale(4.0f, nvfp4_convention_ct);
+            t->w.fp8_input_scale = 4.0f / 448.0f;
+        }
+        for (int64_t rows : {1, 2}) {
+            cuda_backend gpu;
+            std::vector<float> x = randn(size_t(rows * H), seed++), gamma = randn(size_t(H), seed++, 0.3f),
+                               in = randn(size_t(rows * I), seed++);
+            for (float& e : gamma) e += 1.0f;
+            const tensor_view nw = view_of(gamma, {H});
+            float* hd = gpu.alloc(x.size());
+            float* oq = gpu.alloc(size_t(rows * q.w.n));
+            float* ok = gpu.alloc(size_t(rows * kk.w.n));
+            float* ov = gpu.alloc(size_t(rows * v.w.n));
+            float* og = gpu.alloc(size_t(rows * I));
+            float* us = gpu.alloc(size_t(rows * I));
+            float* sd = gpu.alloc(x.size());
+            float* oo = gpu.alloc(x.size());
+            float* ind = dev(gpu, in);
+            // One decode layer's linears as model_forward issues them, each after the hint for the next.
+            auto run = [&]() {
+                std::vector<std::vector<float>> out;
+                float* xd = dev(gpu, x);
+                const linear_weight* next_o[1] = {&o.w};
+                const linear_weight* next_mlp[2] = {&g.w, &u.w};
+                const linear_weight* next_down[1] = {&down.w};
+                const linear_weight* next_qkv[3] = {&q.w, &kk.w, &v.w};
+                gpu.hint_next_linears(next_o);
+                gpu.norm_linear_qkv(xd, nw, eps, rows, hd, q.w, kk.w, v.w, oq, ok, ov);
+                gpu.hint_next_linears(next_mlp);
+                gpu.linear(oq, rows, o.w, oo);
+                gpu.hint_next_linears(next_down);
+                gpu.norm_linear_swiglu(xd, nw, eps, rows, hd, g.w, u.w, og, us);
+                gpu.hint_next_linears(next_qkv);
+                gpu.linear_add(ind, rows, down.w, xd, sd);
+                out.push_back(host(gpu, oq, size_t(rows * q.w.n)));
+                out.push_back(host(gpu, ok, size_t(rows * kk.w.n)));
+                out.push_back(host(gpu, ov, size_t(rows * v.w.n)));
+                out.push_back(host(gpu, oo, x.size()));
+                out.push_back(host(gpu, og, size_t(rows * I)));
+                out.push_back(host(gpu, xd, x.size()));
+                return out;
+            };
+            cuda_linear_stream_set_prefetch_mode({});
+            gpu.set_prefetch_next_bytes(0);
+            const std::vector<std::vector<float>> want = run();
+            const char* names[] = {"q", "k", "v", "o", "swiglu", "x += down"};
+            for (const cuda_stream_prefetch_mode& m : modes)
+                for (size_t budget : {size_t(0), size_t(1) << 20, size_t(64) << 20}) {
+                    cuda_linear_stream_set_prefetch_mode(m);
+                    gpu.set_prefetch_next_bytes(budget);
+                    const std::vector<std::vector<float>> got = run();
+                    for (size_t i = 0; i < want.size(); ++i)
+                        EXPECT_EQ(std::memcmp(got[i].data(), want[i].data(), want[i].size() * sizeof(float)),
+                                  0)
+                            << sc.name << " rows " << rows << " l2_ahead " << m.l2_ahead << " late "
+                            << m.late_ring << " next budget " << budget << ": " << names[i];
+                }
+        }
+    }
+    cuda_linear_stream_set_prefetch_mode(was);
+}
+
 TEST(cuda_backend, moe) {
     REQUIRE_GPU();
     model_config c;
