@@ -97,11 +97,15 @@ __device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool val
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(s), "l"(gmem), "r"(valid ? 4 : 0)
                  : "memory");
 }
-// A hint to bring [p, p + bytes) into L2 by the copy engine of the SM (TMA), not through the load path:
-// p and bytes multiples of 16 (sm_90+; a no-op before).
+// A hint to bring [p, p + bytes) into L2 by the copy engine of the SM (TMA), not through the load path: the
+// 16-byte-aligned part of the range, which the instruction needs (sm_90+; a no-op before).
 __device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+    const uintptr_t b0 = (reinterpret_cast<uintptr_t>(p) + 15) & ~uintptr_t(15);
+    const uintptr_t b1 = (reinterpret_cast<uintptr_t>(p) + bytes) & ~uintptr_t(15);
+    if (b1 > b0)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(b0), "r"(uint32_t(b1 - b0))
+                     : "memory");
 #endif
 }
 __device__ __forceinline__ void cp_async_commit() {

@@ -108,6 +108,18 @@ struct stream_part {
     bool accumulate;  // y += the result (one k-chunk only: the launcher checks)
 };
 
+// A later launch's rows to prefetch into L2 (cuda_linear_stream_prefetch_next): per part its weights and
+// scales (null: none), the rows' pitches and the bytes of each row to fetch, and how many rows; n parts (0:
+// none).
+struct later_hint {
+    const uint8_t* w[cuda_stream_max_parts] = {};
+    const uint8_t* s[cuda_stream_max_parts] = {};
+    int64_t wp = 0, sp = 0;
+    int wb = 0, sb = 0;
+    int rows[cuda_stream_max_parts] = {};
+    int n = 0;
+};
+
 struct stream_args {
     const float* x;
     int m;
@@ -122,18 +134,11 @@ struct stream_args {
     bool half;            // NVFP4, m <= 2: x in FP16 and HFMA2 block sums (stream_kernel's HALF)
     const float* norm_w;  // RMSNorm applied to x as it is staged: x · inv_rms · norm_w (null: none)
     float norm_eps;
-    bool accumulate;  // any part's
-    uint32_t* trace;  // cuda_linear_stream_trace_begin's ring (null: not tracing)
-    int l2_ahead;     // items per warp brought into L2 ahead of the ring (NIBBLE_GEMV_L2PF)
-    bool late_ring;   // the ring's first copies issued after x is staged (NIBBLE_GEMV_LATE)
-    // A later launch's rows to prefetch into L2 (cuda_linear_stream_prefetch_next): per part its weights and
-    // scales (null: none), the rows' pitches and the bytes of each row, and how many rows; later_n parts.
-    const uint8_t* later_w[cuda_stream_max_parts];
-    const uint8_t* later_s[cuda_stream_max_parts];
-    int64_t later_wp, later_sp;
-    int later_wb, later_sb;
-    int later_rows[cuda_stream_max_parts];
-    int later_n;
+    bool accumulate;   // any part's
+    uint32_t* trace;   // cuda_linear_stream_trace_begin's ring (null: not tracing)
+    int l2_ahead;      // items per warp brought into L2 ahead of the ring (NIBBLE_GEMV_L2PF)
+    bool late_ring;    // the ring's first copies issued after x is staged (NIBBLE_GEMV_LATE)
+    later_hint later;  // a later launch's rows to prefetch into L2 (cuda_linear_stream_prefetch_next)
 };
 
 // The trace ring (cuda_linear_stream_trace_begin): k_trace_records records of k_trace_words words.
@@ -269,25 +274,20 @@ __device__ __noinline__ void row_factors(const stream_args& a, bool half, float*
     }
 }
 
-// This warp's share of the later launch's rows (stream_args::later_*), 16 rows per step: lanes 2i and 2i + 1
+// This warp's share of the later launch's rows (stream_args::later), 16 rows per step: lanes 2i and 2i + 1
 // prefetch the weights and the scales of row i into L2.
 __device__ __noinline__ void prefetch_later(const stream_args& a) {
     const int lane = threadIdx.x & 31;
     const int gw = int(blockIdx.x) * k_warps + int(threadIdx.x >> 5), n_w = int(gridDim.x) * k_warps;
     int total = 0;
-    for (int p = 0; p < a.later_n; ++p) total += a.later_rows[p];
+    for (int p = 0; p < a.later.n; ++p) total += a.later.rows[p];
     for (int base = gw * 16; base < total; base += n_w * 16) {
         int i = base + (lane >> 1), p = 0;
         if (i >= total) continue;
-        while (p + 1 < a.later_n && i >= a.later_rows[p]) i -= a.later_rows[p], ++p;
-        const uint8_t* ptr = (lane & 1) ? a.later_s[p] : a.later_w[p];
-        if (!ptr) continue;
-        ptr += (lane & 1) ? int64_t(i) * a.later_sp : int64_t(i) * a.later_wp;
-        const uintptr_t b0 = (reinterpret_cast<uintptr_t>(ptr) + 15) & ~uintptr_t(15);
-        const uintptr_t b1 =
-            (reinterpret_cast<uintptr_t>(ptr) + uintptr_t((lane & 1) ? a.later_sb : a.later_wb)) &
-            ~uintptr_t(15);
-        if (b1 > b0) prefetch_l2(reinterpret_cast<const void*>(b0), uint32_t(b1 - b0));
+        while (p + 1 < a.later.n && i >= a.later.rows[p]) i -= a.later.rows[p], ++p;
+        const later_hint& h = a.later;
+        const uint8_t* ptr = (lane & 1) ? h.s[p] : h.w[p];
+        if (ptr) prefetch_l2(ptr + i * ((lane & 1) ? h.sp : h.wp), uint32_t((lane & 1) ? h.sb : h.wb));
     }
 }
 
@@ -472,15 +472,15 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                     }
                 }
                 ++iss_item;
-                // This warp's last weights requested: its share of the later launch's (a.later_*).
-                if (iss_item == n_items && last && a.later_n) prefetch_later(a);
+                // This warp's last weights requested: its share of the later launch's (a.later).
+                if (iss_item == n_items && last && a.later.n) prefetch_later(a);
                 if (++iss_stage == k_depth) iss_stage = 0;
                 if (++iss_b == n_batch) iss_b = 0, ++iss_t;
             }
             cp_async_commit();
         };
 
-        if (n_items == 0 && last && a.later_n) prefetch_later(a);  // no weights of our own
+        if (n_items == 0 && last && a.later.n) prefetch_later(a);  // no weights of our own
         // L2 prefetch (a.l2_ahead, a.late_ring): the next items' rows and scales requested from HBM into L2
         // by the TMA unit, a.l2_ahead items ahead of the ring, so that they do not hold up the loads of x
         // behind them. prefetch_item(i): item i of this warp (tile iteration i / n_batch, batch i % n_batch).
@@ -499,9 +499,7 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                 p = P.w + base * 16, bytes = uint32_t(nu) * 16;
             else if (FMT == cuda_stream_nvfp4)
                 p = P.block_scales + base * 2, bytes = uint32_t(nu) * 2;
-            const uintptr_t b0 = (reinterpret_cast<uintptr_t>(p) + 15) & ~uintptr_t(15);
-            const uintptr_t b1 = (reinterpret_cast<uintptr_t>(p) + bytes) & ~uintptr_t(15);
-            if (row < P.n && p && b1 > b0) prefetch_l2(reinterpret_cast<const void*>(b0), uint32_t(b1 - b0));
+            if (row < P.n && p) prefetch_l2(p, bytes);
         };
         if (a.l2_ahead > 0 || a.late_ring)
             for (int i = a.late_ring ? 0 : k_depth - 1; i < k_depth - 1 + a.l2_ahead; ++i) prefetch_item(i);
@@ -936,16 +934,7 @@ cudaError_t make_args(const float* x, int64_t m, const cuda_stream_part* parts, 
 
 uint32_t* g_trace_ring = nullptr;  // cuda_linear_stream_trace_begin's device ring (null: off)
 
-// cuda_linear_stream_prefetch_next's hint, taken by the next launch (later_n 0: none).
-struct later_hint {
-    const uint8_t* w[cuda_stream_max_parts] = {};
-    const uint8_t* s[cuda_stream_max_parts] = {};
-    int64_t wp = 0, sp = 0;
-    int wb = 0, sb = 0;
-    int rows[cuda_stream_max_parts] = {};
-    int n = 0;
-};
-later_hint g_later;
+later_hint g_later;  // cuda_linear_stream_prefetch_next's hint, taken by the next launch
 
 cudaError_t dispatch(stream_args a, cuda_stream_format f, cudaStream_t stream) {
     if (a.tile_start[a.n_parts] == 0) return cudaSuccess;
@@ -953,14 +942,7 @@ cudaError_t dispatch(stream_args a, cuda_stream_format f, cudaStream_t stream) {
     cuda_stream_prefetch_mode mode = cuda_linear_stream_prefetch_mode();
     a.l2_ahead = mode.l2_ahead;
     a.late_ring = mode.late_ring;
-    for (int i = 0; i < g_later.n; ++i) {
-        a.later_w[i] = g_later.w[i];
-        a.later_s[i] = g_later.s[i];
-        a.later_rows[i] = g_later.rows[i];
-    }
-    a.later_wp = g_later.wp, a.later_sp = g_later.sp;
-    a.later_wb = g_later.wb, a.later_sb = g_later.sb;
-    a.later_n = g_later.n;
+    a.later = g_later;
     g_later = later_hint{};
     switch (f) {
         case cuda_stream_nvfp4:
