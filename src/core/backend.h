@@ -165,11 +165,6 @@ class backend {
         rms_norm(x, norm, rows, gate.k, eps, h);
         linear_swiglu(h, rows, gate, up, out, up_scratch);
     }
-    // A hint before a linear op: the linear op after it reads `next` (the parts of one launch: q / k / v,
-    // gate / up, or one; empty: none), so the backend may start bringing those weights closer while the
-    // op in between runs. Results do not depend on it; the default ignores it (model_forward gives it in
-    // the fused sequence above; cuda_backend: cuda_linear_stream_prefetch_next, NIBBLE_GEMV_PREFETCH_NEXT).
-    virtual void hint_next_linears(std::span<const linear_weight* const> next) { (void)next; }
     // x [rows, w.n] += linear(in) (scratch [rows, w.n], written or not).
     virtual void linear_add(const float* in, int64_t rows, const linear_weight& w, float* x, float* scratch) {
         linear(in, rows, w, scratch);

@@ -73,19 +73,11 @@ void model_forward::issue(const step_tokens& s, std::span<const int32_t> logit_r
     b_.embed(w_.embed, s, x_);
     // Norms fused into the linears after them and residual adds into the linears before (backend.h).
     if (b_.fuses_norms(T)) {
-        // Before each linear, the one after it (hint_next_linears): o during q/k/v, gate/up during o, down
-        // during gate/up, the next layer's q/k/v during down.
         for (int32_t li = 0; li < L; ++li) {
             const layer_weights& l = w_.layers[size_t(li)];
-            const layer_weights* next = li + 1 < L ? &w_.layers[size_t(li) + 1] : nullptr;
-            const linear_weight* o[1] = {&l.o};
-            b_.hint_next_linears(o);
             b_.norm_linear_qkv(x_, l.attn_norm, eps, T, h_, l.q, l.k, l.v, q_, k_, v_);
             b_.rope_and_cache(c_, li, l, s, q_, k_, v_);
             b_.attention(c_, li, s, q_, attn_);
-            const linear_weight* mlp_in[2] = {&l.gate, &l.up};
-            b_.hint_next_linears(l.moe ? std::span<const linear_weight* const>{}
-                                       : std::span<const linear_weight* const>(mlp_in));
             b_.linear_add(attn_, T, l.o, x_, mlp_);
             if (l.moe) {
                 b_.rms_norm(x_, l.ffn_norm, T, H, eps, h_);
@@ -93,13 +85,7 @@ void model_forward::issue(const step_tokens& s, std::span<const int32_t> logit_r
                 b_.moe(c_, l, h_, router_, T, mlp_);
                 b_.add(x_, mlp_, T * H);
             } else {
-                const linear_weight* down[1] = {&l.down};
-                b_.hint_next_linears(down);
                 b_.norm_linear_swiglu(x_, l.ffn_norm, eps, T, h_, l.gate, l.up, gate_, up_);
-                const linear_weight* qkv[3] = {next ? &next->q : nullptr, next ? &next->k : nullptr,
-                                               next ? &next->v : nullptr};
-                b_.hint_next_linears(next ? std::span<const linear_weight* const>(qkv)
-                                          : std::span<const linear_weight* const>{});
                 b_.linear_add(gate_, T, l.down, x_, mlp_);
             }
         }

@@ -149,9 +149,9 @@ __global__ void __launch_bounds__(32 * WARPS)
                      const typename KV::storage* __restrict__ vc, const int32_t* __restrict__ slots,
                      const int32_t* __restrict__ positions, int nh, int nkv, int hd, int group, int n_chunks,
                      kv_pages pages, int n_splits, int n_fill, float qscale, int T, int tc_tile,
-                     float* __restrict__ part_acc, float* __restrict__ part_ml, float* __restrict__ out,
-                     bool early_trigger) {
-    kernel::grid_dependency_wait_trigger(early_trigger);  // PDL: what the kernel before wrote is visible
+                     float* __restrict__ part_acc, float* __restrict__ part_ml, float* __restrict__ out) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     using L = lanes<KV, HDP, WIDE>;
     constexpr int E = L::e, LPK = L::per_key, KPW = L::keys_per_warp, W = L::words;
     constexpr int B = G * E <= 32 ? 4 : 2;  // keys per lane group per iteration
@@ -300,8 +300,9 @@ constexpr int k_combine_pre = 4;
 __global__ void __launch_bounds__(k_threads)
     combine_kernel(const int32_t* __restrict__ positions, int nh, int hd, int n_splits, int n_fill,
                    const float* __restrict__ part_acc, const float* __restrict__ part_ml,
-                   float* __restrict__ out, bool early_trigger) {
-    kernel::grid_dependency_wait_trigger(early_trigger);  // PDL: what the kernel before wrote is visible
+                   float* __restrict__ out) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     __shared__ float s_w[k_max_splits];
     __shared__ float s_inv;
     const int64_t row = blockIdx.x, t = row / nh;
@@ -376,7 +377,7 @@ cudaError_t launch_warps(const launch_args& a) {
         a.slots, a.positions, int(a.nh), int(kv.n_kv), int(kv.head_dim), group, n_chunks,
         kv_pages{kv.tables, kv.max_blocks, a.layer * kv.n_blocks << kv.block_shift, int(kv.block_shift)},
         a.split.n_splits, a.split.n_fill, k_log2e / sqrtf(float(kv.head_dim)), int(a.T), a.tc_tile,
-        a.part_acc, a.part_ml, a.out, pdl_early_trigger());
+        a.part_acc, a.part_ml, a.out);
 }
 
 template <class KV, int HDP, int G, bool WIDE>
@@ -531,7 +532,7 @@ cudaError_t cuda_attention(const float* q, const cuda_kv_cache& kv, const int32_
     }
     if (e != cudaSuccess || split.n_splits == 1) return e;
     return launch_pdl(combine_kernel, dim3(unsigned(T * nh)), dim3(k_threads), 0, st, positions, int(nh),
-                      int(hd), split.n_splits, split.n_fill, a.part_acc, a.part_ml, out, pdl_early_trigger());
+                      int(hd), split.n_splits, split.n_fill, a.part_acc, a.part_ml, out);
 }
 
 }  // namespace nibble

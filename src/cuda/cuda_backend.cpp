@@ -76,18 +76,16 @@ cuda_backend::cuda_backend(int device) : device_(device) {
     const char* f16 = std::getenv("NIBBLE_PREFILL_F16");
     f16_prefill_ = !(f16 && f16[0] == '0');
     if (const char* f = std::getenv("NIBBLE_FP8_GEMM")) fp8_gemm_on_ = std::string(f) != "0";
-    if (const char* p = std::getenv("NIBBLE_GEMV_PREFETCH_NEXT"))
-        prefetch_next_bytes_ = size_t(std::clamp(std::atoi(p), 0, 1024)) << 20;
     int cc_major = 0, cc_minor = 0;
     NIBBLE_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device));
     NIBBLE_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device));
-    fp8_tensor_cores_ = cc_major * 10 + cc_minor >= 89;   // Ada and later
-    NIBBLE_CUDA_CHECK(cuda_linear_stream_trace_begin());  // NIBBLE_GEMV_TRACE (diagnostics)
+    fp8_tensor_cores_ = cc_major * 10 + cc_minor >= 89;              // Ada and later
+    NIBBLE_CUDA_CHECK(cuda_linear_stream_trace_begin(gemv_trace_));  // NIBBLE_GEMV_TRACE (diagnostics)
 }
 
 cuda_backend::~cuda_backend() {
     if (stream_) cudaStreamSynchronize(stream_);
-    cuda_linear_stream_trace_end();
+    if (gemv_trace_) cuda_linear_stream_trace_end();
     drop_graphs();
     if (step_copied_) cudaEventDestroy(step_copied_);
     cudaFreeHost(step_host_);
@@ -690,18 +688,6 @@ void cuda_backend::norm_linear_swiglu(const float* x, const tensor_view& norm, f
         return backend::norm_linear_swiglu(x, norm, eps, rows, h, gate, up, out, up_scratch);
     const float* xs = stream_input(x, rows, gate, p, 2);
     NIBBLE_CUDA_CHECK(cuda_linear_stream_swiglu(xs, rows, p, stream_, cuda_stream_norm{f32(norm), eps}));
-}
-
-// The next launch's weights into L2 during the one before (an A/B experiment: NIBBLE_GEMV_PREFETCH_NEXT=MB,
-// off by default): the weight-streaming GEMV that runs next takes the hint (linear_stream.h).
-void cuda_backend::hint_next_linears(std::span<const linear_weight* const> next) {
-    cuda_stream_weight sw[cuda_stream_max_parts];
-    int n = 0;
-    if (prefetch_next_bytes_ > 0 && next.size() <= size_t(cuda_stream_max_parts))
-        for (const linear_weight* w : next)
-            if (w && stream_view(*w, sw[n])) ++n;
-    if (n != int(next.size())) n = 0;
-    cuda_linear_stream_prefetch_next(sw, n, n == 2, prefetch_next_bytes_);
 }
 
 // The residual add in the weight-streaming kernel's epilogue where it takes the step with x in one chunk.

@@ -103,7 +103,6 @@ class cuda_backend : public backend {
                             const linear_weight& gate, const linear_weight& up, float* out,
                             float* up_scratch) override;
     void linear_add(const float* in, int64_t rows, const linear_weight& w, float* x, float* scratch) override;
-    void hint_next_linears(std::span<const linear_weight* const> next) override;
     void silu_mul(const float* gate, const float* up, int64_t n, float* out) override;
     void gather_rows(const float* src, int64_t cols, std::span<const int32_t> rows, float* dst) override;
     void rope_and_cache(const model_config& c, int32_t layer, const layer_weights& l, const step_tokens& s,
@@ -137,9 +136,6 @@ class cuda_backend : public backend {
     // (linear_stream.h, cuda_stream_act) instead of a separate launch before it: on unless
     // NIBBLE_FUSED_ACT=0; set_fused_act for tests and A/B runs; takes effect from the next linear.
     void set_fused_act(bool on) { fused_act_ = on; }
-    // hint_next_linears' L2 budget in bytes (0: hints ignored); from NIBBLE_GEMV_PREFETCH_NEXT (MB), for
-    // tests.
-    void set_prefetch_next_bytes(size_t bytes) { prefetch_next_bytes_ = bytes; }
     bool fused_act() const { return fused_act_; }
     // Linears that ran on the FP8 GEMM so far (a shape cuBLASLt rejects runs on the BF16 GEMMs instead).
     uint64_t fp8_gemm_linears() const { return n_fp8_gemm_; }
@@ -250,11 +246,11 @@ class cuda_backend : public backend {
     growable mma_ws_;
     // cuda_fp8_gemm's workspace (cuda_fp8_gemm::workspace_bytes, allocated on the first FP8 GEMM).
     growable fp8_ws_;
-    bool mma_off_ = false;            // NIBBLE_LINEAR=stream: CUDA-core kernels only (A/B runs)
-    bool fused_act_ = true;           // set_fused_act
-    bool fused_norm_ = true;          // fuses_norms: unless NIBBLE_FUSED_NORM=0
-    size_t prefetch_next_bytes_ = 0;  // hint_next_linears' L2 budget: NIBBLE_GEMV_PREFETCH_NEXT (MB), 0: off
-    int64_t mma_min_rows_ = 3;        // NIBBLE_LINEAR=mma: tensor cores from 1 row
+    bool mma_off_ = false;      // NIBBLE_LINEAR=stream: CUDA-core kernels only (A/B runs)
+    bool fused_act_ = true;     // set_fused_act
+    bool fused_norm_ = true;    // fuses_norms: unless NIBBLE_FUSED_NORM=0
+    bool gemv_trace_ = false;   // this backend began the GEMV trace (NIBBLE_GEMV_TRACE)
+    int64_t mma_min_rows_ = 3;  // NIBBLE_LINEAR=mma: tensor cores from 1 row
     // Dense BF16 weights go to the BF16 tensor-core GEMM (linear_tensor_core) from this many rows
     // (NIBBLE_BF16_TC_MIN_ROWS for A/B runs; 17 = the CUDA-core GEMV for every decode batch).
     int64_t bf16_tc_min_rows_ = 3;

@@ -76,14 +76,6 @@ __device__ __forceinline__ void grid_dependency_wait() {
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
-// The wait and the trigger of a kernel that reads only what the kernel before it wrote: the trigger after
-// the wait, or before it when `early` (pdl_early_trigger), so that the next kernel's blocks may start, and
-// fetch their weights, while this one still waits (each kernel still waits for the one before it).
-__device__ __forceinline__ void grid_dependency_wait_trigger(bool early) {
-    if (early) grid_dependency_trigger();
-    grid_dependency_wait();
-    if (!early) grid_dependency_trigger();
-}
 
 // Asynchronous global -> shared copies (sm_80+), bypassing registers; zero-filled when !valid.
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
@@ -96,17 +88,6 @@ __device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool val
     const uint32_t s = uint32_t(__cvta_generic_to_shared(smem));
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(s), "l"(gmem), "r"(valid ? 4 : 0)
                  : "memory");
-}
-// A hint to bring [p, p + bytes) into L2 by the copy engine of the SM (TMA), not through the load path: the
-// 16-byte-aligned part of the range, which the instruction needs (sm_90+; a no-op before).
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const uintptr_t b0 = (reinterpret_cast<uintptr_t>(p) + 15) & ~uintptr_t(15);
-    const uintptr_t b1 = (reinterpret_cast<uintptr_t>(p) + bytes) & ~uintptr_t(15);
-    if (b1 > b0)
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(b0), "r"(uint32_t(b1 - b0))
-                     : "memory");
-#endif
 }
 __device__ __forceinline__ void cp_async_commit() {
     asm volatile("cp.async.commit_group;" ::: "memory");
@@ -127,16 +108,6 @@ inline bool pdl_disabled() {
         return v && v[0] == '1';
     }();
     return off;
-}
-
-// NIBBLE_PDL_EARLY=1 (an A/B switch, off by default): RoPE, decode attention and its combine kernel let
-// the next kernel start before their own wait (grid_dependency_wait_trigger).
-inline bool pdl_early_trigger() {
-    static const bool on = [] {
-        const char* v = std::getenv("NIBBLE_PDL_EARLY");
-        return v && v[0] == '1';
-    }();
-    return on;
 }
 
 // Launches `kernel` on `stream`, with programmatic dependent launch allowed (the kernel may start while the

@@ -34,6 +34,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "cuda/act_quant.cuh"
@@ -108,18 +109,6 @@ struct stream_part {
     bool accumulate;  // y += the result (one k-chunk only: the launcher checks)
 };
 
-// A later launch's rows to prefetch into L2 (cuda_linear_stream_prefetch_next): per part its weights and
-// scales (null: none), the rows' pitches and the bytes of each row to fetch, and how many rows; n parts (0:
-// none).
-struct later_hint {
-    const uint8_t* w[cuda_stream_max_parts] = {};
-    const uint8_t* s[cuda_stream_max_parts] = {};
-    int64_t wp = 0, sp = 0;
-    int wb = 0, sb = 0;
-    int rows[cuda_stream_max_parts] = {};
-    int n = 0;
-};
-
 struct stream_args {
     const float* x;
     int m;
@@ -134,11 +123,8 @@ struct stream_args {
     bool half;            // NVFP4, m <= 2: x in FP16 and HFMA2 block sums (stream_kernel's HALF)
     const float* norm_w;  // RMSNorm applied to x as it is staged: x · inv_rms · norm_w (null: none)
     float norm_eps;
-    bool accumulate;   // any part's
-    uint32_t* trace;   // cuda_linear_stream_trace_begin's ring (null: not tracing)
-    int l2_ahead;      // items per warp brought into L2 ahead of the ring (NIBBLE_GEMV_L2PF)
-    bool late_ring;    // the ring's first copies issued after x is staged (NIBBLE_GEMV_LATE)
-    later_hint later;  // a later launch's rows to prefetch into L2 (cuda_linear_stream_prefetch_next)
+    bool accumulate;  // any part's
+    uint32_t* trace;  // cuda_linear_stream_trace_begin's ring (null: not tracing)
 };
 
 // The trace ring (cuda_linear_stream_trace_begin): k_trace_records records of k_trace_words words.
@@ -274,23 +260,6 @@ __device__ __noinline__ void row_factors(const stream_args& a, bool half, float*
     }
 }
 
-// This warp's share of the later launch's rows (stream_args::later), 16 rows per step: lanes 2i and 2i + 1
-// prefetch the weights and the scales of row i into L2.
-__device__ __noinline__ void prefetch_later(const stream_args& a) {
-    const int lane = threadIdx.x & 31;
-    const int gw = int(blockIdx.x) * k_warps + int(threadIdx.x >> 5), n_w = int(gridDim.x) * k_warps;
-    int total = 0;
-    for (int p = 0; p < a.later.n; ++p) total += a.later.rows[p];
-    for (int base = gw * 16; base < total; base += n_w * 16) {
-        int i = base + (lane >> 1), p = 0;
-        if (i >= total) continue;
-        while (p + 1 < a.later.n && i >= a.later.rows[p]) i -= a.later.rows[p], ++p;
-        const later_hint& h = a.later;
-        const uint8_t* ptr = (lane & 1) ? h.s[p] : h.w[p];
-        if (ptr) prefetch_l2(ptr + i * ((lane & 1) ? h.sp : h.wp), uint32_t((lane & 1) ? h.sb : h.wb));
-    }
-}
-
 // One staged HALF word: the half2 (lo_q, hi_q) · mul for q = 0..3 (x values 8w + q and 8w + 4 + q).
 __device__ __forceinline__ uint4 half_word(float4 lo, float4 hi, float mul) {
     const __half2 p0 = __floats2half2_rn(lo.x * mul, hi.x * mul);
@@ -379,7 +348,7 @@ __device__ __forceinline__ void stage_kept(const stream_args& a, uint32_t* xh, f
 // blocks in FP32 as in the default path; outputs × 2^-s. Per output: |error| <= ~9 · 2^-11 Σ|x w| (x's
 // rounding and 8 FP16 roundings of partial sums), instead of the FP32 path's ~1e-6, for one HFMA2 per two
 // weights instead of an FFMA per weight and row.
-template <int FMT, int M, bool HALF>
+template <int FMT, int M, bool HALF, bool TRACE>
 __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     stream_kernel(const __grid_constant__ stream_args a) {
     using F = fmt_traits<FMT>;
@@ -402,11 +371,11 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
     const bool block_scaled = FMT == cuda_stream_fp8 && a.gran == cuda_stream_scale_block;
     const int bk = (a.k + 127) / 128;
     grid_dependency_trigger();
-    // Tracing (a.trace): block start, then SM cycles to each phase, kept by thread 0 (warp 0's view).
-    // In shared memory, so that the untraced kernel keeps its registers.
+    // TRACE (a.trace, cuda_linear_stream_trace_begin; instantiated for m = 1 only, so that the default
+    // kernels carry none of it): block start, then SM cycles to each phase, kept by thread 0 (warp 0's view).
     __shared__ unsigned long long tr_ns0, tr_c0;
     __shared__ uint32_t tr_c[4];  // wait returned, x staged, first weights in, items done
-    if (a.trace && threadIdx.x == 0) tr_ns0 = global_ns(), tr_c0 = clock64(), tr_c[2] = 0;
+    if (TRACE && threadIdx.x == 0) tr_ns0 = global_ns(), tr_c0 = clock64(), tr_c[2] = 0;
     auto tr_mark = [&](int i) {
         if (threadIdx.x == 0) tr_c[i] = uint32_t(clock64() - tr_c0);
     };
@@ -472,48 +441,21 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
                     }
                 }
                 ++iss_item;
-                // This warp's last weights requested: its share of the later launch's (a.later).
-                if (iss_item == n_items && last && a.later.n) prefetch_later(a);
                 if (++iss_stage == k_depth) iss_stage = 0;
                 if (++iss_b == n_batch) iss_b = 0, ++iss_t;
             }
             cp_async_commit();
         };
 
-        if (n_items == 0 && last && a.later.n) prefetch_later(a);  // no weights of our own
-        // L2 prefetch (a.l2_ahead, a.late_ring): the next items' rows and scales requested from HBM into L2
-        // by the TMA unit, a.l2_ahead items ahead of the ring, so that they do not hold up the loads of x
-        // behind them. prefetch_item(i): item i of this warp (tile iteration i / n_batch, batch i % n_batch).
-        auto prefetch_item = [&](int i) {
-            if (i >= n_items || lane >= 2 * k_rows) return;
-            const int b = i % n_batch, t = i / n_batch;
-            const int tile = int(blockIdx.x) + t * int(gridDim.x), r = lane >> 1;
-            int part, row;
-            tile_row(a, tile, warp, r, part, row);
-            const stream_part& P = a.p[part];
-            const int u0 = b * k_span, nu = min(k_span, units - u0);
-            const int64_t base = int64_t(row) * units_row + unit0 + u0;
-            const uint8_t* p = nullptr;
-            uint32_t bytes = 0;
-            if ((lane & 1) == 0)
-                p = P.w + base * 16, bytes = uint32_t(nu) * 16;
-            else if (FMT == cuda_stream_nvfp4)
-                p = P.block_scales + base * 2, bytes = uint32_t(nu) * 2;
-            if (row < P.n && p) prefetch_l2(p, bytes);
-        };
-        if (a.l2_ahead > 0 || a.late_ring)
-            for (int i = a.late_ring ? 0 : k_depth - 1; i < k_depth - 1 + a.l2_ahead; ++i) prefetch_item(i);
         // The first weights are requested before x is staged (and, with PDL, while the previous kernel
         // finishes), so HBM starts streaming at once.
-        if (!a.late_ring) {
 #pragma unroll
-            for (int i = 0; i < k_depth - 1; ++i) issue_next();
-        }
+        for (int i = 0; i < k_depth - 1; ++i) issue_next();
 
         const bool kept = HALF && M == 1 && kept_fits(a);  // stage_kept: x read once
         if (first) {
             grid_dependency_wait();  // x (and y) may come from the kernel before us
-            if (a.trace) tr_mark(0);
+            if constexpr (TRACE) tr_mark(0);
             if (!kept && (HALF || a.act == cuda_stream_act_fp8_token || a.norm_w))
                 row_factors(a, HALF, row_scale, row_inv, row_norm);
         }
@@ -579,20 +521,15 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
             }
         }
         __syncthreads();
-        if (a.trace && first) tr_mark(1);
-        if (a.late_ring) {  // the first copies behind x's loads, not before them
-#pragma unroll
-            for (int i = 0; i < k_depth - 1; ++i) issue_next();
-        }
+        if (TRACE && first) tr_mark(1);
 
         float acc[k_rows][M] = {};
         int c_b = 0, c_t = 0, c_stage = 0;  // the computed item's batch in its tile, tile, ring stage
         for (int item = 0; item < n_items; ++item) {
             issue_next();
-            if (a.l2_ahead > 0) prefetch_item(item + k_depth - 1 + a.l2_ahead);
             cp_async_wait<k_depth - 1>();
             if constexpr (has_unit_scales) __syncwarp();  // the scale ring holds other lanes' copies
-            if (a.trace && first && item == 0) tr_mark(2);
+            if (TRACE && first && item == 0) tr_mark(2);
             const int stage = c_stage;
             const int u0 = c_b * k_span;
             const bool tile_end = c_b == n_batch - 1;
@@ -749,9 +686,9 @@ __global__ void __launch_bounds__(k_threads, M > 4 ? 1 : 2)
             }
         }
         cp_async_wait<0>();
-        if (a.trace && last) tr_mark(3);
+        if (TRACE && last) tr_mark(3);
     }
-    if (a.trace) {
+    if constexpr (TRACE) {
         __syncthreads();
         if (threadIdx.x == 0) {
             const uint32_t end_c = uint32_t(clock64() - tr_c0);
@@ -819,7 +756,7 @@ int64_t m_bucket(int64_t m) {
     return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16;
 }
 
-template <int FMT, int M, bool HALF = false>
+template <int FMT, int M, bool HALF = false, bool TRACE = false>
 cudaError_t launch(stream_args a, cudaStream_t stream) {
     constexpr int EL = fmt_traits<FMT>::EL, US = unit_floats<FMT>();
     device_limits d;
@@ -835,7 +772,7 @@ cudaError_t launch(stream_args a, cudaStream_t stream) {
     a.kc = kc;
     const int units = kc / EL;
     const size_t smem = ring_bytes() + size_t(M) * size_t(units) * US * sizeof(float);
-    auto kernel = stream_kernel<FMT, M, HALF>;
+    auto kernel = stream_kernel<FMT, M, HALF, TRACE>;
     static const cudaError_t static_ok = [&] {
         cudaFuncAttributes fa{};
         const cudaError_t fe = cudaFuncGetAttributes(&fa, kernel);
@@ -857,6 +794,11 @@ cudaError_t launch(stream_args a, cudaStream_t stream) {
 
 template <int FMT>
 cudaError_t dispatch_m(const stream_args& a, cudaStream_t stream) {
+    if (a.trace && a.m <= 1) {  // NIBBLE_GEMV_TRACE: the recording kernels (batch 1 only)
+        if constexpr (FMT == cuda_stream_nvfp4)
+            if (a.half) return launch<FMT, 1, true, true>(a, stream);
+        return launch<FMT, 1, false, true>(a, stream);
+    }
     if constexpr (FMT == cuda_stream_nvfp4) {
         if (a.half && a.m <= 1) return launch<FMT, 1, true>(a, stream);
         if (a.half && a.m <= 2) return launch<FMT, 2, true>(a, stream);
@@ -933,17 +875,11 @@ cudaError_t make_args(const float* x, int64_t m, const cuda_stream_part* parts, 
 }
 
 uint32_t* g_trace_ring = nullptr;  // cuda_linear_stream_trace_begin's device ring (null: off)
-
-later_hint g_later;  // cuda_linear_stream_prefetch_next's hint, taken by the next launch
+std::string g_trace_path;          // and the file cuda_linear_stream_trace_end writes
 
 cudaError_t dispatch(stream_args a, cuda_stream_format f, cudaStream_t stream) {
     if (a.tile_start[a.n_parts] == 0) return cudaSuccess;
     a.trace = g_trace_ring;
-    cuda_stream_prefetch_mode mode = cuda_linear_stream_prefetch_mode();
-    a.l2_ahead = mode.l2_ahead;
-    a.late_ring = mode.late_ring;
-    a.later = g_later;
-    g_later = later_hint{};
     switch (f) {
         case cuda_stream_nvfp4:
             return dispatch_m<cuda_stream_nvfp4>(a, stream);
@@ -1030,73 +966,23 @@ cudaError_t cuda_linear_stream_swiglu(const float* x, int64_t m, const cuda_stre
     return e != cudaSuccess ? e : dispatch(a, parts[0].w.format, stream);
 }
 
-namespace {
-cuda_stream_prefetch_mode g_prefetch_mode;
-bool g_prefetch_mode_read = false;  // NIBBLE_GEMV_L2PF / NIBBLE_GEMV_LATE looked up, or set
-}  // namespace
-
-cuda_stream_prefetch_mode cuda_linear_stream_prefetch_mode() {
-    if (!g_prefetch_mode_read) {
-        const char* n = std::getenv("NIBBLE_GEMV_L2PF");
-        const char* late = std::getenv("NIBBLE_GEMV_LATE");
-        g_prefetch_mode.l2_ahead = n ? std::max(0, std::min(16, std::atoi(n))) : 0;
-        g_prefetch_mode.late_ring = late && late[0] == '1';
-        g_prefetch_mode_read = true;
-    }
-    return g_prefetch_mode;
-}
-
-void cuda_linear_stream_set_prefetch_mode(const cuda_stream_prefetch_mode& m) {
-    g_prefetch_mode = m;
-    g_prefetch_mode.l2_ahead = std::max(0, std::min(16, m.l2_ahead));
-    g_prefetch_mode_read = true;
-}
-
-void cuda_linear_stream_prefetch_next(const cuda_stream_weight* parts, int n_parts, bool swiglu,
-                                      size_t budget_bytes) {
-    g_later = later_hint{};
-    if (!parts || n_parts < 1 || n_parts > cuda_stream_max_parts || budget_bytes == 0) return;
-    const cuda_stream_weight& w0 = parts[0];
-    if (w0.k <= 0 || w0.k > INT32_MAX / 2) return;
-    later_hint h;
-    // Row pitch of the codes / values, and of the NVFP4 block scales.
-    h.wp = w0.format == cuda_stream_nvfp4 ? w0.k / 2 : w0.format == cuda_stream_fp8 ? w0.k : 2 * w0.k;
-    h.sp = w0.format == cuda_stream_nvfp4 ? w0.k / 16 : 0;
-    // The first two work items of a row (the ring's first copies of a warp): 64 16-byte units each.
-    constexpr int64_t item_bytes = 64 * 16;
-    h.wb = int(std::min<int64_t>(h.wp, 2 * item_bytes));
-    h.sb = w0.format == cuda_stream_nvfp4 ? int(std::min<int64_t>(h.sp, 2 * 64 * 2)) : 0;
-    const int64_t per_row = h.wb + h.sb;
-    int64_t left = int64_t(budget_bytes);
-    for (int i = 0; i < n_parts; ++i) {
-        const cuda_stream_weight& w = parts[i];
-        if (w.format != w0.format || w.k != w0.k || !w.data || w.n <= 0) return;
-        // SwiGLU launches take gate and up rows alike; q / k / v tiles run in part order.
-        const int64_t share = swiglu ? int64_t(budget_bytes) / n_parts : left;
-        const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(w.n, share / per_row));
-        h.w[i] = static_cast<const uint8_t*>(w.data);
-        h.s[i] = w.format == cuda_stream_nvfp4 ? w.block_scales : nullptr;
-        h.rows[i] = int(rows);
-        left -= rows * per_row;
-    }
-    h.n = n_parts;
-    g_later = h;
-}
-
-cudaError_t cuda_linear_stream_trace_begin() {
+cudaError_t cuda_linear_stream_trace_begin(bool& began) {
+    began = false;
     const char* path = std::getenv("NIBBLE_GEMV_TRACE");
     if (!path || !*path || g_trace_ring) return cudaSuccess;
+    g_trace_path = path;
     const size_t bytes = size_t(k_trace_records) * k_trace_words * sizeof(uint32_t);
     cudaError_t e = cudaMalloc(&g_trace_ring, bytes);
     if (e == cudaSuccess) e = cudaMemset(g_trace_ring, 0, bytes);
     const uint32_t zero = 0;
     if (e == cudaSuccess) e = cudaMemcpyToSymbol(g_trace_next, &zero, sizeof zero);
+    began = e == cudaSuccess;
     return e;
 }
 
 void cuda_linear_stream_trace_end() {
     if (!g_trace_ring) return;
-    const char* path = std::getenv("NIBBLE_GEMV_TRACE");
+    const char* path = g_trace_path.c_str();
     std::vector<uint32_t> ring(size_t(k_trace_records) * k_trace_words);
     uint32_t next = 0;
     if (cudaDeviceSynchronize() == cudaSuccess &&

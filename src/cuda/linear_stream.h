@@ -107,34 +107,15 @@ bool cuda_linear_stream_single_chunk(cuda_stream_format f, int64_t m, int64_t k)
 cudaError_t cuda_linear_stream_swiglu(const float* x, int64_t m, const cuda_stream_part* parts,
                                       cudaStream_t stream, const cuda_stream_norm& norm = {});
 
-// When the weight-streaming GEMV brings its weights into L2 (the TMA unit's prefetch) besides copying them
-// into its 3-item shared-memory ring: l2_ahead items per warp ahead of the ring (0: none), and late_ring:
-// the ring's first copies issued after x is staged, those items prefetched into L2 before the kernel's wait
-// instead (so that the loads of x do not queue behind them). From NIBBLE_GEMV_L2PF=N and NIBBLE_GEMV_LATE=1
-// (default: neither), or as last set (tests, A/B runs). No effect on results.
-struct cuda_stream_prefetch_mode {
-    int l2_ahead = 0;
-    bool late_ring = false;
-};
-cuda_stream_prefetch_mode cuda_linear_stream_prefetch_mode();
-void cuda_linear_stream_set_prefetch_mode(const cuda_stream_prefetch_mode& m);
-
-// Weights of a later launch brought into L2 while the next streaming launch finishes: that launch's warps,
-// each once it has requested its own last weights, ask the TMA unit to prefetch into L2 the first bytes of
-// each of the later launch's rows in the order its blocks request them (rows [0, R) of each part, R within
-// `budget_bytes`; the first two 1 KB work items of a row; SwiGLU: gate and up rows alike). The launch after
-// the hint (cuda_linear_stream_parts / _swiglu) takes it and clears it; parts as the later launch's (1-3 of
-// one format and k); n_parts 0 clears. No effect on any result.
-void cuda_linear_stream_prefetch_next(const cuda_stream_weight* parts, int n_parts, bool swiglu,
-                                      size_t budget_bytes);
-
-// Diagnostics: with NIBBLE_GEMV_TRACE=FILE, every block of every streaming launch records when it started
-// (%globaltimer) and, in SM cycles from there, when its wait for the previous kernel returned, when x was
-// staged, when warp 0's first weights had arrived, when warp 0 finished its items and when the block was done
-// (one 64-byte record per block into a device ring of the last 2^18 records; tools/gemv_timeline.py reads
-// FILE). cuda_linear_stream_trace_begin allocates the ring (call it outside graph capture: a no-op without
-// the variable); cuda_linear_stream_trace_end writes FILE and frees it. Launches made in between record.
-cudaError_t cuda_linear_stream_trace_begin();
+// Diagnostics: with NIBBLE_GEMV_TRACE=FILE, every block of every batch-1 streaming launch records when it
+// started (%globaltimer) and, in SM cycles from there, when its wait for the previous kernel returned, when
+// x was staged, when warp 0's first weights had arrived, when warp 0 finished its items and when the block
+// was done (one 64-byte record per block into a device ring of the last 2^18 records; tools/gemv_timeline.py
+// reads FILE). The recording kernels are separate instantiations (m = 1), so the default ones carry none of
+// it. cuda_linear_stream_trace_begin allocates the ring (call it outside graph capture; `began`: whether it
+// did, false without the variable or while a ring exists); cuda_linear_stream_trace_end, by the caller that
+// began, writes FILE and frees it. Every launch in between (of any caller) records.
+cudaError_t cuda_linear_stream_trace_begin(bool& began);
 void cuda_linear_stream_trace_end();
 
 }  // namespace nibble

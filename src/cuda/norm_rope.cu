@@ -47,9 +47,9 @@ template <class KV>
 __global__ void rope_and_cache_kernel(float* q, float* k, const float* v, const float* q_norm,
                                       const float* k_norm, const int32_t* slots, const int32_t* positions,
                                       const float* inv_freq, int64_t nh, int64_t nkv, int64_t hd, float eps,
-                                      typename KV::storage* kc, typename KV::storage* vc, kv_pages pages,
-                                      bool early_trigger) {
-    kernel::grid_dependency_wait_trigger(early_trigger);  // PDL: what the kernel before wrote is visible
+                                      typename KV::storage* kc, typename KV::storage* vc, kv_pages pages) {
+    kernel::grid_dependency_wait();  // PDL: what the kernel before wrote is visible from here
+    kernel::grid_dependency_trigger();
     const int64_t t = blockIdx.x, h = blockIdx.y, half = hd / 2;
     const int i = threadIdx.x;
     const int64_t kv_dim = nkv * hd;
@@ -99,8 +99,7 @@ cudaError_t launch_rope_and_cache(float* q, float* k, const float* v, const floa
         rope_and_cache_kernel<KV>, dim3(unsigned(T), unsigned(nh + 2 * nkv)), dim3(threads), 0, st, q, k, v,
         q_norm, k_norm, slots, positions, inv_freq, nh, nkv, hd, eps,
         static_cast<typename KV::storage*>(kv.k), static_cast<typename KV::storage*>(kv.v),
-        kv_pages{kv.tables, kv.max_blocks, layer * kv.n_blocks << kv.block_shift, int(kv.block_shift)},
-        pdl_early_trigger());
+        kv_pages{kv.tables, kv.max_blocks, layer * kv.n_blocks << kv.block_shift, int(kv.block_shift)});
 }
 
 }  // namespace

@@ -24,8 +24,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -717,91 +720,60 @@ TEST(cuda_backend, norms_and_residual_adds_fused_into_linears) {
             }
 }
 
-// The weight-streaming GEMV's L2 prefetch modes (cuda_linear_stream_set_prefetch_mode) and the next-linear
-// hint (hint_next_linears) only move bytes into L2 earlier: every output bit-identical to the default's,
-// for the fused q/k/v, SwiGLU and residual-add launches of decode steps and a plain linear, at 1 and 2
-// rows, with several work items per warp and several tiles per block.
-TEST(cuda_backend, gemv_prefetch_modes_are_bit_identical) {
+// The GEMV timeline (NIBBLE_GEMV_TRACE: the batch-1 streaming launches run separate recording kernels)
+// changes no result: every decode step's logits are bit-identical to an untraced runner's, at batch 1 and 3
+// with graphs, for NVFP4 W4A16 (the FP16-activation kernel) and W4A4 and FP8 W8A8; the trace file holds
+// whole records.
+TEST(cuda_backend, gemv_trace_changes_no_result) {
     REQUIRE_GPU();
-    uint32_t seed = 1700;
-    const linear_scheme schemes[] = {
-        {weight_format_nvfp4, act_format_none, fp8_granularity_tensor, dtype_f32, "nvfp4a16"},
-        {weight_format_nvfp4, act_format_nvfp4, fp8_granularity_tensor, dtype_f32, "nvfp4 w4a4"},
-        {weight_format_fp8, act_format_fp8_token, fp8_granularity_channel, dtype_f32,
-         "fp8 channel, per token"},
-        {weight_format_fp8, act_format_none, fp8_granularity_block, dtype_f32, "fp8 block"},
-        {weight_format_dense, act_format_none, fp8_granularity_tensor, dtype_bf16, "bf16"}};
-    const int64_t H = 4096, I = 1536;  // NVFP4: 2 items per row of q/k/v and gate/up, 1 (of 48 units) of down
-    const float eps = 1e-6f;
-    const cuda_stream_prefetch_mode was = cuda_linear_stream_prefetch_mode();
-    const cuda_stream_prefetch_mode modes[] = {{2, false}, {0, true}, {4, true}};
-    for (const linear_scheme& sc : schemes) {
-        auto mk = [&](int64_t n, int64_t k) {
-            return make_linear(sc.f, sc.act, n, k, seed++, nvfp4_convention_ct, sc.gran, sc.dense);
-        };
-        test_linear q = mk(4096 + 40, H), kk = mk(520, H), v = mk(520, H), g = mk(I, H), u = mk(I, H),
-                    down = mk(H, I), o = mk(H, H);
-        for (test_linear* t : {&q, &kk, &v, &g, &u, &down, &o}) {
-            t->w.input_global_scale = nvfp4_global_scale(4.0f, nvfp4_convention_ct);
-            t->w.fp8_input_scale = 4.0f / 448.0f;
-        }
-        for (int64_t rows : {1, 2}) {
-            cuda_backend gpu;
-            std::vector<float> x = randn(size_t(rows * H), seed++), gamma = randn(size_t(H), seed++, 0.3f),
-                               in = randn(size_t(rows * I), seed++);
-            for (float& e : gamma) e += 1.0f;
-            const tensor_view nw = view_of(gamma, {H});
-            float* hd = gpu.alloc(x.size());
-            float* oq = gpu.alloc(size_t(rows * q.w.n));
-            float* ok = gpu.alloc(size_t(rows * kk.w.n));
-            float* ov = gpu.alloc(size_t(rows * v.w.n));
-            float* og = gpu.alloc(size_t(rows * I));
-            float* us = gpu.alloc(size_t(rows * I));
-            float* sd = gpu.alloc(x.size());
-            float* oo = gpu.alloc(x.size());
-            float* ind = dev(gpu, in);
-            // One decode layer's linears as model_forward issues them, each after the hint for the next.
-            auto run = [&]() {
-                std::vector<std::vector<float>> out;
-                float* xd = dev(gpu, x);
-                const linear_weight* next_o[1] = {&o.w};
-                const linear_weight* next_mlp[2] = {&g.w, &u.w};
-                const linear_weight* next_down[1] = {&down.w};
-                const linear_weight* next_qkv[3] = {&q.w, &kk.w, &v.w};
-                gpu.hint_next_linears(next_o);
-                gpu.norm_linear_qkv(xd, nw, eps, rows, hd, q.w, kk.w, v.w, oq, ok, ov);
-                gpu.hint_next_linears(next_mlp);
-                gpu.linear(oq, rows, o.w, oo);
-                gpu.hint_next_linears(next_down);
-                gpu.norm_linear_swiglu(xd, nw, eps, rows, hd, g.w, u.w, og, us);
-                gpu.hint_next_linears(next_qkv);
-                gpu.linear_add(ind, rows, down.w, xd, sd);
-                out.push_back(host(gpu, oq, size_t(rows * q.w.n)));
-                out.push_back(host(gpu, ok, size_t(rows * kk.w.n)));
-                out.push_back(host(gpu, ov, size_t(rows * v.w.n)));
-                out.push_back(host(gpu, oo, x.size()));
-                out.push_back(host(gpu, og, size_t(rows * I)));
-                out.push_back(host(gpu, xd, x.size()));
-                return out;
-            };
-            cuda_linear_stream_set_prefetch_mode({});
-            gpu.set_prefetch_next_bytes(0);
-            const std::vector<std::vector<float>> want = run();
-            const char* names[] = {"q", "k", "v", "o", "swiglu", "x += down"};
-            for (const cuda_stream_prefetch_mode& m : modes)
-                for (size_t budget : {size_t(0), size_t(1) << 20, size_t(64) << 20}) {
-                    cuda_linear_stream_set_prefetch_mode(m);
-                    gpu.set_prefetch_next_bytes(budget);
-                    const std::vector<std::vector<float>> got = run();
-                    for (size_t i = 0; i < want.size(); ++i)
-                        EXPECT_EQ(std::memcmp(got[i].data(), want[i].data(), want[i].size() * sizeof(float)),
-                                  0)
-                            << sc.name << " rows " << rows << " l2_ahead " << m.l2_ahead << " late "
-                            << m.late_ring << " next budget " << budget << ": " << names[i];
+    for (const char* model : {"qwen3-tiny-nvfp4a16", "qwen3-tiny-nvfp4", "qwen3-tiny-fp8-dynamic"}) {
+        const std::string dir = std::string(NIBBLE_SOURCE_DIR) + "/models/" + model;
+        const std::string trace = ::testing::TempDir() + "nibble_gemv_trace_" + model + ".bin";
+        std::remove(trace.c_str());
+        runner_options opt;
+        opt.max_ctx = 256;
+        opt.n_slots = 3;
+        opt.max_step = 64;
+        opt.device = "cuda";
+        // The same prefills and decode steps on a fresh runner: every decode step's logits.
+        auto run = [&](model_runner& r) {
+            std::vector<std::vector<float>> out;
+            const std::vector<int32_t> prompt = {13, 400, 5, 77, 1000, 31, 2, 9};
+            for (int32_t s = 0; s < 3; ++s) r.prefill(s, prompt, 0);
+            std::vector<int32_t> next(3, int32_t(prompt.size()));
+            for (int step = 0; step < 4; ++step)
+                for (int32_t batch : {1, 3}) {
+                    std::vector<int32_t> slots, ids, pos;
+                    for (int32_t s = 0; s < batch; ++s) {
+                        slots.push_back(s);
+                        ids.push_back(100 + 7 * step + s);
+                        pos.push_back(next[size_t(s)]++);
+                    }
+                    out.push_back(r.decode(slots, ids, pos));
                 }
+            return out;
+        };
+        std::vector<std::vector<float>> want, got;
+        {
+            model_runner plain(dir, opt);  // before the trace exists: the default kernels
+            want = run(plain);
         }
+        {
+            ::setenv("NIBBLE_GEMV_TRACE", trace.c_str(), 1);
+            model_runner traced(dir, opt);
+            ::unsetenv("NIBBLE_GEMV_TRACE");
+            got = run(traced);
+        }  // the trace file is written here
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < want.size(); ++i)
+            EXPECT_EQ(got[i], want[i]) << model << ": decode call " << i << " (steps of batch 1, 3 in turn)";
+        std::ifstream f(trace, std::ios::binary | std::ios::ate);
+        ASSERT_TRUE(f.good()) << model << ": no trace file " << trace;
+        const std::streamoff bytes = f.tellg();
+        EXPECT_GT(bytes, 0) << model;
+        EXPECT_EQ(bytes % 64, 0) << model << ": 64-byte records";
+        std::remove(trace.c_str());
     }
-    cuda_linear_stream_set_prefetch_mode(was);
 }
 
 TEST(cuda_backend, moe) {
