@@ -282,6 +282,21 @@ void check_linear(const test_linear& t, int64_t rows, uint32_t seed, const char*
     }
 }
 
+// One decode step of slots 0 .. batch - 1 (token 100 + 7 · step + slot), each at its next position
+// (next[slot], advanced), as the step tests below issue them.
+struct decode_batch {
+    std::vector<int32_t> slots, ids, pos;
+};
+decode_batch next_decode_batch(int step, int32_t batch, std::vector<int32_t>& next) {
+    decode_batch d;
+    for (int32_t s = 0; s < batch; ++s) {
+        d.slots.push_back(s);
+        d.ids.push_back(100 + 7 * step + s);
+        d.pos.push_back(next[size_t(s)]++);
+    }
+    return d;
+}
+
 }  // namespace
 
 TEST(cuda_backend, elementwise_ops) {
@@ -743,13 +758,8 @@ TEST(cuda_backend, gemv_trace_changes_no_result) {
             std::vector<int32_t> next(3, int32_t(prompt.size()));
             for (int step = 0; step < 4; ++step)
                 for (int32_t batch : {1, 3}) {
-                    std::vector<int32_t> slots, ids, pos;
-                    for (int32_t s = 0; s < batch; ++s) {
-                        slots.push_back(s);
-                        ids.push_back(100 + 7 * step + s);
-                        pos.push_back(next[size_t(s)]++);
-                    }
-                    out.push_back(r.decode(slots, ids, pos));
+                    const decode_batch d = next_decode_batch(step, batch, next);
+                    out.push_back(r.decode(d.slots, d.ids, d.pos));
                 }
             return out;
         };
@@ -973,13 +983,8 @@ TEST(cuda_backend, step_graphs_match_eager) {
     std::vector<int32_t> next(3, int32_t(prompt.size()));
     for (int step = 0; step < 6; ++step)
         for (int32_t batch : {1, 3}) {
-            std::vector<int32_t> slots, ids, pos;
-            for (int32_t s = 0; s < batch; ++s) {
-                slots.push_back(s);
-                ids.push_back(100 + 7 * step + s);
-                pos.push_back(next[size_t(s)]++);
-            }
-            EXPECT_EQ(eager.decode(slots, ids, pos), graphs.decode(slots, ids, pos))
+            const decode_batch d = next_decode_batch(step, batch, next);
+            EXPECT_EQ(eager.decode(d.slots, d.ids, d.pos), graphs.decode(d.slots, d.ids, d.pos))
                 << "step " << step << " batch " << batch;
         }
     auto& gb = dynamic_cast<cuda_backend&>(graphs.device());
